@@ -1,0 +1,1 @@
+"""msad.models.backbones."""

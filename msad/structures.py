@@ -1,0 +1,115 @@
+"""Plain data types shared by every part of msad.
+
+Resolution is explicit data here: a :class:`Batch` says how large every image is inside the padded
+tensor and how that frame relates to the original image, so no model ever has to guess.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import torch
+from torch import Tensor
+
+__all__ = ["FeatureInfo", "Target", "Batch", "LevelOutputs", "Detections"]
+
+
+@dataclass(frozen=True)
+class FeatureInfo:
+    """One named feature level of a backbone or neck (timm's ``feature_info`` contract).
+
+    Attributes:
+        name: level name, e.g. ``"res3"`` for a backbone stage or ``"p3"`` for a pyramid level.
+        channels: number of channels of that level's map.
+        stride: input pixels per output pixel of that level.
+    """
+
+    name: str
+    channels: int
+    stride: int
+
+
+@dataclass
+class Target:
+    """Ground truth of one image, in the frame of the batch tensor it travels with.
+
+    Attributes:
+        boxes: ``[M, 4]`` float boxes ``(x1, y1, x2, y2)`` in pixels of the (unpadded) batch image.
+        labels: ``[M]`` int64 contiguous labels in ``[0, num_classes)``.
+    """
+
+    boxes: Tensor
+    labels: Tensor
+
+    def to(self, device: torch.device | str) -> Target:
+        """Return a copy on ``device``."""
+        return Target(self.boxes.to(device), self.labels.to(device))
+
+    def scaled(self, factor: float) -> Target:
+        """Return a copy whose boxes are multiplied by ``factor``."""
+        return Target(self.boxes * factor, self.labels)
+
+
+@dataclass
+class Batch:
+    """A padded, normalised image batch with its ground truth and geometry.
+
+    Attributes:
+        images: ``[B, 3, H, W]`` float tensor, normalised, zero-padded at the bottom/right.
+        image_sizes: ``(h, w)`` of each image inside ``images`` before padding.
+        targets: one :class:`Target` per image, boxes in the frame of ``images``.
+        image_ids: dataset image id of each image (COCO ``id``), ``-1`` when unknown.
+        original_sizes: ``(h, w)`` of each image as stored on disk; predictions are mapped back to it.
+    """
+
+    images: Tensor
+    image_sizes: list[tuple[int, int]]
+    targets: list[Target] = field(default_factory=list)
+    image_ids: list[int] = field(default_factory=list)
+    original_sizes: list[tuple[int, int]] = field(default_factory=list)
+
+    def to(self, device: torch.device | str) -> Batch:
+        """Return a copy with every tensor on ``device``."""
+        return replace(
+            self,
+            images=self.images.to(device, non_blocking=True),
+            targets=[t.to(device) for t in self.targets],
+        )
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+
+@dataclass
+class LevelOutputs:
+    """Raw head outputs of one pyramid level.
+
+    Attributes:
+        cls_logits: ``[B, C, H, W]`` classification logits.
+        box_regression: ``[B, 4, H, W]`` non-negative ``(l, t, r, b)`` distances in units of the level's stride.
+        centerness: ``[B, 1, H, W]`` centerness logits.
+    """
+
+    cls_logits: Tensor
+    box_regression: Tensor
+    centerness: Tensor
+
+
+@dataclass
+class Detections:
+    """Final detections of one image.
+
+    Attributes:
+        boxes: ``[K, 4]`` float ``(x1, y1, x2, y2)``.
+        scores: ``[K]`` float scores in ``[0, 1]``.
+        labels: ``[K]`` int64 contiguous labels.
+    """
+
+    boxes: Tensor
+    scores: Tensor
+    labels: Tensor
+
+    def scaled(self, sx: float, sy: float) -> Detections:
+        """Return a copy with x coordinates multiplied by ``sx`` and y by ``sy``."""
+        factor = self.boxes.new_tensor([sx, sy, sx, sy])
+        return Detections(self.boxes * factor, self.scores, self.labels)
