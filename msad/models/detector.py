@@ -64,6 +64,14 @@ class FCOS(nn.Module):
         maps = self.pyramid(images, sorted(set(routing.values())))
         return {head: maps[src] for head, src in routing.items()}
 
-    def forward(self, images: Tensor) -> dict[str, LevelOutputs]:
-        """Head outputs per head level for a normalised, padded batch."""
-        return self.head(self.routed_pyramid(images))
+    def forward(
+        self, images: Tensor, *, with_features: bool = False
+    ) -> dict[str, LevelOutputs] | tuple[dict[str, LevelOutputs], dict[str, Tensor]]:
+        """Head outputs per head level for a normalised, padded batch.
+
+        With ``with_features`` also return the routed pyramid (keyed by head level), so that a wrapper such
+        as DDP sees one forward call even when a distillation loss needs the features.
+        """
+        features = self.routed_pyramid(images)
+        outputs = self.head(features)
+        return (outputs, features) if with_features else outputs
