@@ -109,6 +109,10 @@ class Detections:
     scores: Tensor
     labels: Tensor
 
+    def to(self, device: torch.device | str) -> Detections:
+        """Return a copy on ``device``."""
+        return Detections(self.boxes.to(device), self.scores.to(device), self.labels.to(device))
+
     def scaled(self, sx: float, sy: float) -> Detections:
         """Return a copy with x coordinates multiplied by ``sx`` and y by ``sy``."""
         factor = self.boxes.new_tensor([sx, sy, sx, sy])
