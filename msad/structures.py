@@ -76,6 +76,10 @@ class Batch:
             targets=[t.to(device) for t in self.targets],
         )
 
+    def pin_memory(self) -> Batch:
+        """Return a copy whose image tensor is in pinned memory (used by DataLoader with ``pin_memory``)."""
+        return replace(self, images=self.images.pin_memory())
+
     def __len__(self) -> int:
         return self.images.shape[0]
 

@@ -1,0 +1,190 @@
+"""COCO dataset: label mapping, annotation cleaning, bad images, errors, category compatibility."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from PIL import Image
+
+from msad.data.coco import CocoDetection, DatasetError, check_category_compat
+from msad.data.transforms import build_transforms
+
+CATEGORIES = [{"id": 7, "name": "triangle"}, {"id": 1, "name": "circle"}, {"id": 3, "name": "square"}]
+
+
+def _write(root: Path, images: list[dict[str, Any]], annotations: list[dict[str, Any]], categories=CATEGORIES) -> Path:
+    (root / "img").mkdir(parents=True, exist_ok=True)
+    for img in images:
+        if not (root / "img" / img["file_name"]).exists():
+            Image.new("RGB", (img["width"], img["height"]), (img["id"], 0, 0)).save(root / "img" / img["file_name"])
+    path = root / "ann.json"
+    path.write_text(json.dumps({"images": images, "annotations": annotations, "categories": categories}))
+    return path
+
+
+def _image(image_id: int, w: int = 40, h: int = 30) -> dict[str, Any]:
+    return {"id": image_id, "file_name": f"{image_id}.png", "width": w, "height": h}
+
+
+def _ann(ann_id: int, image_id: int, cat: int, bbox: list[float], **extra: Any) -> dict[str, Any]:
+    ann = {"id": ann_id, "image_id": image_id, "category_id": cat, "bbox": bbox, "iscrowd": 0}
+    ann["area"] = bbox[2] * bbox[3]
+    return ann | extra
+
+
+def test_non_contiguous_ids_map_to_sorted_contiguous_labels(tmp_path: Path) -> None:
+    anns = [_ann(1, 1, 7, [1, 1, 5, 5]), _ann(2, 1, 1, [2, 2, 5, 5]), _ann(3, 1, 3, [3, 3, 5, 5])]
+    ds = CocoDetection(tmp_path / "img", _write(tmp_path, [_image(1)], anns), train=False)
+    assert ds.category_ids == [1, 3, 7] and ds.class_names == ["circle", "square", "triangle"]
+    image, target, meta = ds[0]
+    assert target.labels.tolist() == [2, 0, 1] and target.labels.dtype == torch.int64
+    assert target.boxes.tolist() == [[1, 1, 6, 6], [2, 2, 7, 7], [3, 3, 8, 8]]
+    assert image.shape == (3, 30, 40) and image[0, 0, 0] == 1
+    assert meta == {"image_id": 1, "original_size": (30, 40), "size": (30, 40)}
+    assert sorted(ds.coco.getCatIds()) == [1, 3, 7] and ds.coco.getAnnIds(imgIds=[1]) == [1, 2, 3]
+
+
+def test_crowd_degenerate_and_out_of_image_boxes(tmp_path: Path) -> None:
+    anns = [
+        _ann(1, 1, 1, [0, 0, 10, 10], iscrowd=1),  # crowd: ignored
+        _ann(2, 1, 1, [5, 5, 0.5, 8]),  # too thin: dropped
+        _ann(3, 1, 1, [-5, -5, 15, 12]),  # clipped to (0, 0, 10, 7)
+        _ann(4, 1, 3, [35, 25, 20, 20]),  # clipped to (35, 25, 40, 30)
+        _ann(5, 1, 3, [50, 5, 10, 10]),  # outside the 40-wide image: dropped
+        _ann(6, 1, 7, [39.5, 5, 10, 10]),  # 0.5 px inside after clipping: dropped
+        _ann(7, 1, 7, [10, 10, -3, 4]),  # negative width: dropped
+    ]
+    del anns[2]["area"]  # missing area is tolerated
+    ds = CocoDetection(tmp_path / "img", _write(tmp_path, [_image(1)], anns), train=True)
+    _, target, _ = ds[0]
+    assert target.boxes.tolist() == [[0, 0, 10, 7], [35, 25, 40, 30]]
+    assert target.labels.tolist() == [0, 1]
+    assert ds.coco.anns[3]["area"] == 15 * 12  # filled for pycocotools' evaluation
+
+
+def test_image_without_annotations_is_kept(tmp_path: Path) -> None:
+    path = _write(tmp_path, [_image(2), _image(1)], [_ann(1, 1, 1, [1, 1, 5, 5])])
+    ds = CocoDetection(tmp_path / "img", path, train=True)
+    assert len(ds) == 2 and ds.image_ids == [1, 2]
+    _, target, _ = ds[1]
+    assert target.boxes.shape == (0, 4) and target.labels.shape == (0,)
+
+
+def test_seeded_augmentation_is_a_pure_function_of_the_seed(tmp_path: Path) -> None:
+    path = _write(tmp_path, [_image(1, 64, 48)], [_ann(1, 1, 1, [4, 6, 20, 10])])
+    transforms = build_transforms(train=True, short_sizes=[24, 32, 40], max_size=100)
+    ds = CocoDetection(tmp_path / "img", path, train=True, transforms=transforms)
+    results = {s: ds[(0, s)] for s in range(12)}
+    again = ds[(0, 5)]
+    assert torch.equal(again[0], results[5][0]) and torch.equal(again[1].boxes, results[5][1].boxes)
+    assert len({tuple(r[1].boxes[0].tolist()) for r in results.values()}) > 2
+    h, w = results[5][2]["size"]
+    assert results[5][0].shape[-2:] == (h, w) and results[5][2]["original_size"] == (48, 64)
+    eval_transforms = build_transforms(train=False, short_sizes=[24], max_size=100)
+    evaluation = CocoDetection(tmp_path / "img", path, train=False, transforms=eval_transforms)
+    assert evaluation[(0, 1)][2]["size"] == evaluation[(0, 2)][2]["size"] == (24, 32)
+
+
+def test_bad_images_error_or_skip(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = _write(tmp_path, [_image(1), _image(2), _image(3)], [_ann(1, 3, 1, [1, 1, 5, 5])])
+    (tmp_path / "img" / "1.png").write_bytes(b"garbage")
+    (tmp_path / "img" / "2.png").unlink()
+    strict = CocoDetection(tmp_path / "img", path, train=True)
+    with pytest.raises(ValueError, match="1.png"):
+        strict[0]
+    with pytest.raises(ValueError, match="2.png.*not found"):
+        strict[1]
+    with caplog.at_level(logging.WARNING, logger="msad.data.coco"):
+        lenient = CocoDetection(tmp_path / "img", path, train=True, on_bad_image="skip")
+        assert [lenient[i][2]["image_id"] for i in range(3)] == [3, 3, 3]  # next readable, deterministically
+    assert "1.png" in caplog.text and "2.png" in caplog.text
+    evaluation = CocoDetection(tmp_path / "img", path, train=False, on_bad_image="skip")
+    assert evaluation[0] is None and evaluation[1] is None and evaluation[2][2]["image_id"] == 3
+
+
+def test_all_images_bad_in_skip_mode(tmp_path: Path) -> None:
+    path = _write(tmp_path, [_image(1)], [])
+    (tmp_path / "img" / "1.png").write_bytes(b"")
+    with pytest.raises(DatasetError, match="no readable image"):
+        CocoDetection(tmp_path / "img", path, train=True, on_bad_image="skip")[0]
+
+
+def test_annotation_file_errors_name_the_file(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="missing.json.*not found"):
+        CocoDetection(tmp_path, tmp_path / "missing.json", train=True)
+    broken = tmp_path / "broken.json"
+    broken.write_text('{"images": [')
+    with pytest.raises(DatasetError, match="broken.json.*not valid JSON"):
+        CocoDetection(tmp_path, broken, train=True)
+    no_images = tmp_path / "noimg.json"
+    no_images.write_text('{"annotations": [], "categories": []}')
+    with pytest.raises(DatasetError, match="noimg.json.*'images'"):
+        CocoDetection(tmp_path, no_images, train=True)
+    with pytest.raises(DatasetError, match="unknown category_id 99"):
+        CocoDetection(tmp_path / "img", _write(tmp_path, [_image(1)], [_ann(1, 1, 99, [1, 1, 5, 5])]), train=True)
+    with pytest.raises(DatasetError, match="bbox"):
+        bad_box = _ann(1, 1, 1, [1, 1, 5, 5]) | {"bbox": [1, 1, 5]}
+        CocoDetection(tmp_path / "img", _write(tmp_path, [_image(1)], [bad_box]), train=True)
+
+
+def test_empty_dataset_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(DatasetError, match="ann.json.*no images"):
+        CocoDetection(tmp_path / "img", _write(tmp_path, [], []), train=True)
+
+
+def test_val_categories_align_with_train_by_id(tmp_path: Path) -> None:
+    train = CocoDetection(tmp_path / "t" / "img", _write(tmp_path / "t", [_image(1)], []), train=True)
+    subset = [{"id": 3, "name": "square"}, {"id": 1, "name": "circle"}]
+    val_path = _write(tmp_path / "v", [_image(1)], [_ann(1, 1, 3, [1, 1, 5, 5])], categories=subset)
+    unaligned = CocoDetection(tmp_path / "v" / "img", val_path, train=False)
+    assert unaligned[0][1].labels.tolist() == [1]  # its own label space: circle 0, square 1
+    with pytest.raises(DatasetError, match="label_space"):
+        check_category_compat(train, unaligned)
+    val = CocoDetection(tmp_path / "v" / "img", val_path, train=False, label_space=train.label_space)
+    check_category_compat(train, val)
+    assert val.category_ids == [1, 3, 7] and val[0][1].labels.tolist() == [1]
+
+
+def test_val_with_extra_or_renamed_categories_is_an_error(tmp_path: Path) -> None:
+    train = CocoDetection(tmp_path / "t" / "img", _write(tmp_path / "t", [_image(1)], []), train=True)
+    extra = CATEGORIES + [{"id": 9, "name": "star"}]
+    val_path = _write(tmp_path / "v", [_image(1)], [], categories=extra)
+    with pytest.raises(DatasetError, match=r"9 \('star'\)"):
+        CocoDetection(tmp_path / "v" / "img", val_path, train=False, label_space=train.label_space)
+    with pytest.raises(DatasetError, match="star"):
+        check_category_compat(train, CocoDetection(tmp_path / "v" / "img", val_path, train=False))
+    renamed = [{"id": 1, "name": "disc"}]
+    with pytest.raises(DatasetError, match="'disc'"):
+        path = _write(tmp_path / "r", [_image(1)], [], categories=renamed)
+        CocoDetection(tmp_path / "r" / "img", path, train=False, label_space=train.label_space)
+
+
+def test_unicode_dataset_paths(tmp_path: Path) -> None:
+    root = tmp_path / "données"
+    images = [{"id": 1, "file_name": "画像 1.png", "width": 8, "height": 6}]
+    ds = CocoDetection(root / "img", _write(root, images, [_ann(1, 1, 1, [1, 1, 4, 4])]), train=True)
+    assert ds[0][0].shape == (3, 6, 8)
+
+
+def test_synthetic_dataset_through_worker_loader(tmp_path: Path) -> None:
+    """End to end: synth -> dataset -> transforms -> worker DataLoader -> Batch."""
+    from msad.data.collate import Collator
+    from msad.data.samplers import build_train_loader
+    from msad.data.synth import generate_synthetic_coco
+
+    summary = generate_synthetic_coco(tmp_path, train=4, val=0, seed=0, image_size=(64, 96))
+    transforms = build_transforms(train=True, short_sizes=[32, 48], max_size=200, scale=0.5)
+    ds = CocoDetection(
+        summary.images_dir("train"), summary.annotations_file("train"), train=True, transforms=transforms
+    )
+    assert ds.category_ids == [1, 3, 7, 8, 12]
+    loader = build_train_loader(ds, total_batch_size=2, rank=0, world_size=1, seed=0, num_workers=1, collate=Collator())
+    batch = next(loader)
+    assert batch.images.shape[0] == 2 and batch.images.shape[-1] % 32 == 0
+    assert all(t.boxes.shape[0] > 0 for t in batch.targets)
+    assert all(max(s) <= 24 for s in batch.image_sizes)  # short side <= 48 * 0.5

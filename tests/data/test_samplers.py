@@ -1,0 +1,102 @@
+"""Samplers: exact resume, rank union, epoch permutations, inference sharding, loaders."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+
+from msad.data.collate import Collator
+from msad.data.samplers import (
+    InferenceSampler,
+    TrainBatchSampler,
+    aug_seed,
+    build_test_loader,
+    build_train_loader,
+)
+from msad.structures import Target
+
+
+def _take(sampler: TrainBatchSampler, count: int) -> list[list[tuple[int, int]]]:
+    return list(itertools.islice(iter(sampler), count))
+
+
+def test_resume_yields_exactly_the_uninterrupted_stream() -> None:
+    full = _take(TrainBatchSampler(7, total_batch_size=4, rank=0, world_size=1, seed=3), 12)
+    for k in (1, 5, 7, 11):
+        resumed = _take(TrainBatchSampler(7, total_batch_size=4, rank=0, world_size=1, seed=3, start_iter=k), 12 - k)
+        assert resumed == full[k:]
+
+
+def test_union_over_ranks_is_the_single_rank_batch() -> None:
+    single = _take(TrainBatchSampler(10, total_batch_size=6, rank=0, world_size=1, seed=1), 8)
+    per_rank = [_take(TrainBatchSampler(10, total_batch_size=6, rank=r, world_size=3, seed=1), 8) for r in range(3)]
+    for i in range(8):
+        assert [e for r in range(3) for e in per_rank[r][i]] == single[i]
+        assert all(len(per_rank[r][i]) == 2 for r in range(3))
+
+
+def test_stream_is_concatenated_epoch_permutations() -> None:
+    n, seed = 5, 9
+    batches = _take(TrainBatchSampler(n, total_batch_size=2, rank=0, world_size=1, seed=seed), 10)
+    indices = [i for b in batches for i, _ in b]
+    perms = [torch.randperm(n, generator=torch.Generator().manual_seed(seed + e)).tolist() for e in range(4)]
+    expected = [p for perm in perms for p in perm]
+    assert indices == expected[:20]
+    assert sorted(indices[:5]) == list(range(5)) and sorted(indices[5:10]) == list(range(5))
+    seeds = [s for b in batches for _, s in b]
+    assert seeds == [aug_seed(seed, p) for p in range(20)]
+    assert len(set(seeds)) == 20 and all(0 <= s < 2**63 for s in seeds)
+
+
+def test_different_seeds_differ() -> None:
+    a = _take(TrainBatchSampler(50, total_batch_size=10, rank=0, world_size=1, seed=0), 1)
+    b = _take(TrainBatchSampler(50, total_batch_size=10, rank=0, world_size=1, seed=1), 1)
+    assert [i for i, _ in a[0]] != [i for i, _ in b[0]]
+
+
+def test_train_sampler_validation() -> None:
+    with pytest.raises(ValueError, match="divisible"):
+        TrainBatchSampler(10, total_batch_size=5, rank=0, world_size=2, seed=0)
+    with pytest.raises(ValueError):
+        TrainBatchSampler(0, total_batch_size=2, rank=0, world_size=1, seed=0)
+    with pytest.raises(ValueError):
+        TrainBatchSampler(3, total_batch_size=2, rank=2, world_size=2, seed=0)
+
+
+@pytest.mark.parametrize(("size", "world"), [(10, 3), (2, 4), (0, 2), (8, 1)])
+def test_inference_sampler_covers_every_index_once(size: int, world: int) -> None:
+    shards = [list(InferenceSampler(size, rank=r, world_size=world)) for r in range(world)]
+    assert [i for s in shards for i in s] == list(range(size))  # contiguous and in order
+    assert max(map(len, shards)) - min(map(len, shards)) <= 1
+    assert [len(InferenceSampler(size, rank=r, world_size=world)) for r in range(world)] == list(map(len, shards))
+
+
+class _Toy(torch.utils.data.Dataset):
+    """Item ``i`` (optionally with a seed) is an image filled with ``i``; index 3 is a skipped image."""
+
+    def __len__(self) -> int:
+        return 5
+
+    def __getitem__(self, key):
+        index, seed = key if isinstance(key, tuple) else (key, key)
+        if index == 3 and not isinstance(key, tuple):
+            return None
+        target = Target(torch.zeros(0, 4), torch.zeros(0, dtype=torch.int64))
+        return torch.full((3, 4, 4), index, dtype=torch.uint8), target, {"image_id": index, "aug_seed": seed}
+
+
+def test_build_train_loader_resumes_exactly() -> None:
+    kwargs = dict(total_batch_size=2, rank=0, world_size=1, seed=4, num_workers=0, collate=Collator())
+    full = [b.image_ids for b in itertools.islice(build_train_loader(_Toy(), start_iter=0, **kwargs), 6)]
+    resumed = [b.image_ids for b in itertools.islice(build_train_loader(_Toy(), start_iter=4, **kwargs), 2)]
+    assert resumed == full[4:]
+
+
+def test_build_test_loader_shards_and_skips_empty_batches() -> None:
+    ids = []
+    for rank in range(2):
+        loader = build_test_loader(_Toy(), batch_size=1, rank=rank, world_size=2, num_workers=0, collate=Collator())
+        ids += [b.image_ids for b in loader]
+    assert ids == [[0], [1], [2], [4]]  # index 3 skipped: its empty batch is left out
