@@ -1,1 +1,37 @@
-"""msad.config."""
+"""msad.config: pydantic recipe models, TOML loading with ``base =`` inheritance and ``--set`` overrides."""
+
+from msad.config.loading import apply_overrides, deep_merge, load_recipe, parse_override, recipe_from_dict
+from msad.config.recipe import (
+    DataRecipe,
+    DistillRecipe,
+    LossRecipe,
+    ModelRecipe,
+    PluginSpec,
+    PostprocessRecipe,
+    Recipe,
+    RunRecipe,
+    SolverOverrides,
+    SolverRecipe,
+    Stage,
+    TeacherRecipe,
+)
+
+__all__ = [
+    "DataRecipe",
+    "DistillRecipe",
+    "LossRecipe",
+    "ModelRecipe",
+    "PluginSpec",
+    "PostprocessRecipe",
+    "Recipe",
+    "RunRecipe",
+    "SolverOverrides",
+    "SolverRecipe",
+    "Stage",
+    "TeacherRecipe",
+    "apply_overrides",
+    "deep_merge",
+    "load_recipe",
+    "parse_override",
+    "recipe_from_dict",
+]

@@ -1,1 +1,25 @@
-"""msad.plugins."""
+"""msad.plugins: the entry-point registry for backbones, necks, heads and distillation losses."""
+
+from msad.plugins.registry import (
+    BUILTIN_DISTRIBUTION,
+    FRAMEWORK_ARGS,
+    GROUPS,
+    PluginInfo,
+    available,
+    builder_options,
+    get_builder,
+    list_plugins,
+    validate_options,
+)
+
+__all__ = [
+    "BUILTIN_DISTRIBUTION",
+    "FRAMEWORK_ARGS",
+    "GROUPS",
+    "PluginInfo",
+    "available",
+    "builder_options",
+    "get_builder",
+    "list_plugins",
+    "validate_options",
+]

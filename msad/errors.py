@@ -1,0 +1,33 @@
+"""User-facing exceptions: one-line messages with the process exit code the CLI should use."""
+
+from __future__ import annotations
+
+__all__ = ["MsadError", "RecipeError", "PluginError", "UsageError"]
+
+
+class MsadError(Exception):
+    """Base of every error msad reports to a user as a single line (no traceback).
+
+    Attributes:
+        exit_code: process exit status the CLI uses for this error.
+    """
+
+    exit_code: int = 1
+
+
+class RecipeError(MsadError):
+    """A recipe file, a ``--set`` override or a plugin option is invalid."""
+
+    exit_code = 3
+
+
+class PluginError(MsadError):
+    """A plugin is unknown, disabled or failed to load."""
+
+    exit_code = 1
+
+
+class UsageError(MsadError):
+    """The command line itself is wrong (bad arguments or combination of options)."""
+
+    exit_code = 2

@@ -1,0 +1,322 @@
+"""Lazy entry-point registry for backbones, necks, heads and distillation losses.
+
+Built-ins register through msad's own entry points (``pyproject.toml``), exactly like third-party plugins.
+Nothing is imported until it is asked for: :func:`get_builder` loads one entry point, :func:`list_plugins`
+loads each in isolation and reports failures instead of raising them, so a broken plugin never breaks the CLI.
+
+``MSAD_PLUGINS``, when set, is a comma-separated allow-list of third-party *distribution* names; msad's
+built-ins always load, and ``MSAD_PLUGINS=""`` means built-ins only.
+
+A plugin's options are its builder's typed keyword arguments minus the framework arguments msad supplies
+itself (:data:`FRAMEWORK_ARGS`); :func:`validate_options` checks recipe options against them with pydantic.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+import re
+import typing
+import warnings
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from importlib.metadata import EntryPoint, entry_points
+from typing import Any
+
+from pydantic import ConfigDict, ValidationError, create_model
+
+from msad._pydantic_errors import describe_validation_error, suggest
+from msad.errors import PluginError, RecipeError
+
+__all__ = [
+    "GROUPS",
+    "FRAMEWORK_ARGS",
+    "BUILTIN_DISTRIBUTION",
+    "PluginInfo",
+    "get_builder",
+    "available",
+    "list_plugins",
+    "builder_options",
+    "validate_options",
+]
+
+#: Entry-point groups msad reads, mapped to the singular noun used in messages.
+GROUPS: dict[str, str] = {
+    "msad.backbones": "backbone",
+    "msad.necks": "neck",
+    "msad.heads": "head",
+    "msad.distill_losses": "distill loss",
+}
+
+#: Builder arguments msad supplies itself, per group; they are not recipe options.
+FRAMEWORK_ARGS: dict[str, tuple[str, ...]] = {
+    "msad.backbones": (),
+    "msad.necks": ("in_features", "levels"),
+    "msad.heads": ("in_channels", "num_classes", "levels"),
+    "msad.distill_losses": (),
+}
+
+#: Distribution whose entry points are the built-ins (always loaded, win name clashes).
+BUILTIN_DISTRIBUTION = "msad"
+
+#: Built-ins used only when msad runs from a source tree whose entry points are not installed.
+_FALLBACK_BUILTINS: dict[str, dict[str, str]] = {
+    "msad.backbones": {
+        "slimmable_resnet": "msad.models.backbones.slimmable_resnet:build_slimmable_resnet",
+        "timm": "msad.models.backbones.timm_backbone:build_timm_backbone",
+    },
+    "msad.necks": {"fpn": "msad.models.fpn:build_fpn"},
+    "msad.heads": {"fcos": "msad.models.fcos_head:build_fcos_head"},
+    "msad.distill_losses": {
+        "msad_l1": "msad.distill.losses:build_msad_l1",
+        "mse": "msad.distill.losses:build_mse",
+        "cwd": "msad.distill.losses:build_cwd",
+    },
+}
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """One row of ``msad plugins``.
+
+    Attributes:
+        group: entry-point group (``msad.backbones`` …).
+        name: plugin name used in recipes.
+        value: entry-point target, ``module:attribute``.
+        distribution: distribution providing it (``msad`` for built-ins, ``"?"`` if unknown).
+        version: that distribution's version (``""`` if unknown).
+        status: ``"ok"``, ``"error: <one line>"`` or ``"disabled (MSAD_PLUGINS)"``.
+    """
+
+    group: str
+    name: str
+    value: str
+    distribution: str
+    version: str
+    status: str
+
+
+@dataclass(frozen=True)
+class _Entry:
+    ep: EntryPoint
+    distribution: str
+    version: str
+    builtin: bool
+    state: str  # "active" | "disabled" | "duplicate:<winner distribution>"
+
+
+def _normalize(dist: str) -> str:
+    return re.sub(r"[-_.]+", "-", dist).lower()
+
+
+def _noun(group: str) -> str:
+    return GROUPS.get(group, group)
+
+
+def _check_group(group: str) -> None:
+    if group not in GROUPS:
+        raise PluginError(f"unknown plugin group {group!r}; expected one of: {', '.join(GROUPS)}")
+
+
+def _allow_list() -> set[str] | None:
+    raw = os.environ.get("MSAD_PLUGINS")
+    if raw is None:
+        return None
+    return {_normalize(part.strip()) for part in raw.split(",") if part.strip()}
+
+
+def _entries(group: str) -> list[_Entry]:
+    """Every entry point of ``group`` with its distribution and resolved state (active/disabled/duplicate)."""
+    allowed = _allow_list()
+    found: list[_Entry] = []
+    seen: set[tuple[str, str, str]] = set()
+    for ep in entry_points(group=group):
+        dist = getattr(ep, "dist", None)
+        dist_name = getattr(dist, "name", None) or "?"
+        version = str(getattr(dist, "version", "") or "")
+        key = (ep.name, ep.value, _normalize(dist_name))
+        if key in seen:  # the same distribution seen twice on sys.path
+            continue
+        seen.add(key)
+        builtin = _normalize(dist_name) == BUILTIN_DISTRIBUTION
+        found.append(_Entry(ep, dist_name, version, builtin, "active"))
+    if not any(e.builtin for e in found):
+        for name, value in _FALLBACK_BUILTINS.get(group, {}).items():
+            ep = EntryPoint(name=name, value=value, group=group)
+            found.append(_Entry(ep, BUILTIN_DISTRIBUTION, "", True, "active"))
+    # Built-ins first so that they win name clashes; otherwise keep discovery order.
+    found.sort(key=lambda e: not e.builtin)
+    winners: dict[str, str] = {}
+    resolved: list[_Entry] = []
+    for e in found:
+        state = "active"
+        if not e.builtin and allowed is not None and _normalize(e.distribution) not in allowed:
+            state = "disabled"
+        elif e.ep.name in winners:
+            state = f"duplicate:{winners[e.ep.name]}"
+        else:
+            winners[e.ep.name] = e.distribution
+        resolved.append(_Entry(e.ep, e.distribution, e.version, e.builtin, state))
+    return resolved
+
+
+def available(group: str) -> list[str]:
+    """Sorted names of the enabled plugins in ``group`` (nothing is imported)."""
+    _check_group(group)
+    return sorted(e.ep.name for e in _entries(group) if e.state == "active")
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0]}" if text else type(exc).__name__
+
+
+def _try_load(entry: _Entry) -> tuple[Callable[..., Any] | None, str]:
+    """Import one entry point in isolation: ``(builder, "")`` or ``(None, one-line reason)``; never raises."""
+    try:
+        builder = entry.ep.load()
+    except Exception as exc:  # noqa: BLE001 - a plugin may fail in any way; report, never crash
+        return None, _one_line(exc)
+    if not callable(builder):
+        return None, "not callable"
+    return builder, ""
+
+
+def _load(entry: _Entry) -> Callable[..., Any]:
+    """Import one entry point; raise :class:`PluginError` naming distribution and version on failure."""
+    builder, reason = _try_load(entry)
+    if builder is None:
+        where = f"{entry.distribution} {entry.version}".strip()
+        raise PluginError(
+            f"{_noun(entry.ep.group)} '{entry.ep.name}' ({entry.ep.value}, from {where}) failed to load: {reason}"
+        )
+    return builder
+
+
+def get_builder(group: str, name: str) -> Callable[..., Any]:
+    """Load and return the builder registered as ``name`` in ``group`` (only that entry point is imported).
+
+    Raises:
+        PluginError: unknown group or name (with the available names and a close match), a plugin disabled by
+            ``MSAD_PLUGINS``, or a plugin that fails to import or is not callable.
+    """
+    _check_group(group)
+    entries = _entries(group)
+    for entry in entries:
+        if entry.ep.name == name and entry.state == "active":
+            return _load(entry)
+    noun = _noun(group)
+    disabled = [e for e in entries if e.ep.name == name and e.state == "disabled"]
+    if disabled:
+        raise PluginError(
+            f"{noun} '{name}' is provided by {disabled[0].distribution}, which MSAD_PLUGINS does not enable"
+        )
+    raise PluginError(_unknown_message(noun, name, available(group)))
+
+
+def _unknown_message(noun: str, name: str, names: list[str]) -> str:
+    message = f"unknown {noun} '{name}'; available: {', '.join(names) or 'none'}"
+    hint = suggest(name, names)
+    return message + (f" (did you mean '{hint}'?)" if hint else "")
+
+
+def list_plugins(groups: tuple[str, ...] | None = None) -> list[PluginInfo]:
+    """Every registered plugin with its load status; each is loaded in isolation and failures are reported.
+
+    Args:
+        groups: groups to list (default: all of :data:`GROUPS`), in that order; plugins sorted by name.
+    """
+    rows: list[PluginInfo] = []
+    for group in groups or tuple(GROUPS):
+        _check_group(group)
+        for entry in sorted(_entries(group), key=lambda e: (e.ep.name, not e.builtin)):
+            if entry.state == "disabled":
+                status = "disabled (MSAD_PLUGINS)"
+            elif entry.state.startswith("duplicate:"):
+                status = f"error: duplicate name, also provided by {entry.state.split(':', 1)[1]}"
+            else:
+                builder, reason = _try_load(entry)
+                status = "ok" if builder is not None else f"error: {reason}"
+            rows.append(PluginInfo(group, entry.ep.name, entry.ep.value, entry.distribution, entry.version, status))
+    return rows
+
+
+def _type_hints(builder: Callable[..., Any]) -> dict[str, Any]:
+    target = builder.__init__ if isinstance(builder, type) else builder
+    try:
+        return typing.get_type_hints(target)
+    except Exception:  # noqa: BLE001 - unresolvable annotations fall back to Any
+        return {}
+
+
+def builder_options(
+    builder: Callable[..., Any], *, framework_args: tuple[str, ...] | list[str] = ()
+) -> dict[str, tuple[Any, Any]]:
+    """A builder's recipe options: ``{name: (annotation, default)}`` from its signature.
+
+    Keyword-capable parameters (keyword-only or positional-or-keyword) are options, except those in
+    ``framework_args`` and ``*args``/``**kwargs``; a missing annotation becomes ``Any``, a missing default
+    ``...`` (required).
+    """
+    hints = _type_hints(builder)
+    options: dict[str, tuple[Any, Any]] = {}
+    for param in inspect.signature(builder).parameters.values():
+        if param.kind not in (param.KEYWORD_ONLY, param.POSITIONAL_OR_KEYWORD):
+            continue
+        if param.name in framework_args or param.name in ("self", "cls"):
+            continue
+        annotation = hints.get(param.name, Any)
+        default = ... if param.default is inspect.Parameter.empty else param.default
+        options[param.name] = (annotation, default)
+    return options
+
+
+def validate_options(group: str, name: str, options: Mapping[str, Any], *, path: str) -> dict[str, Any]:
+    """Validate recipe ``options`` for plugin ``name`` of ``group`` against its builder's typed kwargs.
+
+    Args:
+        group: entry-point group.
+        name: plugin name.
+        options: the options given in the recipe (without ``name``).
+        path: dotted recipe path of the plugin table, e.g. ``"model.backbone"``, used in messages.
+
+    Returns:
+        The given options, coerced to the builder's annotations (defaults are not added).
+
+    Raises:
+        RecipeError: unknown plugin name, unknown option (with a close match), wrong type or framework
+            argument given as an option.
+        PluginError: the plugin exists but fails to load.
+    """
+    _check_group(group)
+    names = available(group)
+    if name not in names:
+        try:
+            get_builder(group, name)  # disabled plugins get their own message
+        except PluginError as exc:
+            raise RecipeError(f"{path}.name: {exc}") from None
+    builder = get_builder(group, name)
+    framework = FRAMEWORK_ARGS[group]
+    for key in options:
+        if key in framework:
+            raise RecipeError(f"{path}.{key}: '{key}' is supplied by msad and cannot be set in a recipe")
+    fields = {
+        key: (annotation, default)
+        for key, (annotation, default) in builder_options(builder, framework_args=framework).items()
+        if not key.startswith("_")
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # field names shadowing BaseModel attributes
+        model = create_model(  # type: ignore[call-overload]
+            f"{_noun(group).replace(' ', '_')}_{name}_options",
+            __config__=ConfigDict(extra="forbid", arbitrary_types_allowed=True, protected_namespaces=()),
+            **fields,
+        )
+    try:
+        validated = model.model_validate(dict(options))
+    except ValidationError as exc:
+        message = describe_validation_error(
+            exc, prefix=tuple(path.split(".")), known_keys=lambda _loc: fields.keys(), noun="option"
+        )
+        raise RecipeError(message) from None
+    return {key: getattr(validated, key) for key in options}
