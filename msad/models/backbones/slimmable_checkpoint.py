@@ -159,3 +159,35 @@ def save_backbone(path: str | os.PathLike, model: nn.Module, *, widths: Sequence
     if depth is not None:
         metadata["depth"] = str(depth)
     return save_weights(path, model.state_dict(), metadata)
+
+
+def narrow_state(
+    state: Mapping[str, Tensor], *, source_widths: Sequence[float], expected: Mapping[str, Tensor],
+    widths: Sequence[float],
+) -> dict[str, Tensor]:
+    """Narrow a :class:`SlimmableResNet` state of ``source_widths`` to a network of fewer ``widths``.
+
+    Each BN ``bns.{j}`` of the narrow network takes the source BN of the same width; each conv weight takes
+    the leading slice of the source weight with the narrow network's shape (what slimmable inference uses).
+
+    Raises:
+        ValueError: a width is not among ``source_widths``, or a tensor is missing in the source.
+    """
+    source_widths = [float(w) for w in source_widths]
+    missing_widths = [w for w in widths if float(w) not in source_widths]
+    if missing_widths:
+        raise ValueError(f"widths {missing_widths} are not in the checkpoint's widths {source_widths}")
+    index = [source_widths.index(float(w)) for w in widths]
+    out: dict[str, Tensor] = {}
+    for key, like in expected.items():
+        parts = key.split(".")
+        if "bns" in parts:
+            at = parts.index("bns") + 1
+            parts[at] = str(index[int(parts[at])])
+        src = ".".join(parts)
+        if src not in state:
+            raise ValueError(f"the checkpoint lacks {src}")
+        tensor = state[src]
+        out[key] = tensor[tuple(slice(0, n) for n in like.shape)].clone() if tensor.dim() else tensor.clone()
+    return out
+

@@ -313,6 +313,7 @@ def _load_weights(model: SlimmableResNet, path: str | Path) -> None:
         convert_slimmable_state_dict,
         is_torch_pickle,
         load_slimmable_checkpoint,
+        narrow_state,
     )
 
     path = Path(path)
@@ -320,8 +321,10 @@ def _load_weights(model: SlimmableResNet, path: str | Path) -> None:
         raise CheckpointFormatError(f"backbone weights not found: {path}")
     if is_torch_pickle(path):
         try:
-            state = convert_slimmable_state_dict(load_slimmable_checkpoint(path), depth=model.depth,
-                                                 widths=model.widths)
+            state = convert_slimmable_state_dict(load_slimmable_checkpoint(path), depth=model.depth)
+            if model.widths != DEFAULT_WIDTHS:
+                state = narrow_state(state, source_widths=DEFAULT_WIDTHS, expected=model.state_dict(),
+                                     widths=model.widths)
         except CheckpointFormatError:
             raise
         except ValueError as err:
@@ -351,7 +354,7 @@ def build_slimmable_resnet(
     *,
     depth: int = 50,
     width: float = 1.0,
-    widths: tuple[float, ...] = DEFAULT_WIDTHS,
+    widths: tuple[float, ...] | None = None,
     norm: str = "bn",
     freeze_at: int = 0,
     weights: str | None = None,
@@ -362,7 +365,8 @@ def build_slimmable_resnet(
     Args:
         depth: 50 or 101.
         width: the active width; must be one of ``widths``.
-        widths: the width multipliers the network switches between (one private BN per width).
+        widths: the width multipliers the network switches between (one private BN per width); default
+            ``(width,)``, which stores only that width's weights (a public 4-width checkpoint is narrowed).
         norm: ``"bn"`` or ``"frozen_bn"`` (running statistics only, affine parameters frozen).
         freeze_at: 0 freezes nothing, 1 the stem, 2 stem + res2, … 5 everything (detectron2 convention).
         weights: optional local file, a msad backbone safetensors file or the public slimmable_networks
@@ -372,6 +376,7 @@ def build_slimmable_resnet(
     Raises:
         ValueError: invalid arguments, or a weight file that is unreadable or does not fit.
     """
+    widths = (width,) if widths is None else tuple(widths)
     _validate(depth, width, widths, norm, freeze_at, out_features)
     model = SlimmableResNet(depth=depth, widths=widths, norm=norm, freeze_at=freeze_at,  # type: ignore[arg-type]
                             out_features=out_features)

@@ -140,7 +140,7 @@ def test_reference_layout_has_1115_tensors(reference):
 
 def test_msad_matches_reference_at_every_width(reference):
     ref, _, path = reference
-    model = build_slimmable_resnet(depth=50, weights=str(path)).eval()
+    model = build_slimmable_resnet(depth=50, widths=tuple(WIDTH_MULT_LIST), weights=str(path)).eval()
     x = torch.randn(2, 3, 64, 96, generator=torch.Generator().manual_seed(5))
     for w in WIDTH_MULT_LIST:
         _set_ref_width(ref, w)
@@ -152,6 +152,22 @@ def test_msad_matches_reference_at_every_width(reference):
         for name, exp in zip(got, expected):
             assert got[name].shape == exp.shape
             assert exp.abs().mean() > 0.05  # activations are not vanishing, so atol 1e-5 is a real check
+            torch.testing.assert_close(got[name], exp, atol=1e-5, rtol=1e-5)
+    _set_ref_width(ref, 1.0)
+
+
+def test_single_width_backbone_is_narrowed_from_the_public_checkpoint(reference):
+    ref, _, path = reference
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(6))
+    for w in (0.5, 1.0):
+        model = build_slimmable_resnet(width=w, weights=str(path)).eval()  # default widths = (w,)
+        assert model.widths == (w,)
+        assert model.stem.conv.weight.shape[0] == int(64 * w)  # only this width is stored
+        _set_ref_width(ref, w)
+        with torch.no_grad():
+            expected = ref.stages(x)
+            got = model(x)
+        for name, exp in zip(got, expected):
             torch.testing.assert_close(got[name], exp, atol=1e-5, rtol=1e-5)
     _set_ref_width(ref, 1.0)
 

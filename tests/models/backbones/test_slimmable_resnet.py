@@ -22,7 +22,7 @@ CHANNELS = {0.25: (64, 128, 256, 512), 0.5: (128, 256, 512, 1024), 0.75: (192, 3
 @pytest.fixture(scope="module")
 def r50() -> SlimmableResNet:
     torch.manual_seed(0)
-    model = build_slimmable_resnet(depth=50)
+    model = build_slimmable_resnet(depth=50, widths=(0.25, 0.5, 0.75, 1.0))
     _randomise_bn(model)
     return model.eval()
 
@@ -61,7 +61,7 @@ def test_feature_info_and_shapes_per_width(r50: SlimmableResNet, width: float) -
 
 
 def test_stem_and_bottleneck_channels_at_075() -> None:
-    model = build_slimmable_resnet(width=0.75)
+    model = build_slimmable_resnet(width=0.75, widths=(0.25, 0.5, 0.75, 1.0))
     stem = model.stem(torch.zeros(1, 3, 32, 32))
     assert stem.shape == (1, 48, 8, 8)
     block = model.res3[0]
@@ -111,7 +111,7 @@ def test_switchable_bn_is_private_per_width(r50: SlimmableResNet) -> None:
 
 def test_training_updates_only_active_width_stats() -> None:
     torch.manual_seed(0)
-    model = build_slimmable_resnet(width=0.25, out_features=("res2",)).train()
+    model = build_slimmable_resnet(width=0.25, widths=(0.25, 0.5, 0.75, 1.0), out_features=("res2",)).train()
     bn = model.stem.bn
     before = [b.running_mean.clone() for b in bn.bns]
     model(_x())
@@ -178,7 +178,8 @@ def test_freeze_at_2_freezes_stem_and_res2_only() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"width": 0.3}, "width 0.3"),
+        ({"width": 0.3, "widths": (0.25, 0.5)}, "width 0.3"),
+        ({"width": 1.5}, "widths"),
         ({"depth": 34}, "depth"),
         ({"out_features": ("res6",)}, "res6"),
         ({"freeze_at": 6}, "freeze_at"),
