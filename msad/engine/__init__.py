@@ -1,1 +1,57 @@
-"""msad.engine."""
+"""msad.engine: the one training engine (DDP, AMP, schedule, EMA, checkpoints, exact resume, metrics).
+
+It knows nothing about detection: it trains any :class:`TrainTask`. Import the pieces from here.
+"""
+
+from msad.engine.checkpoint import FORMAT, CheckpointError, atomic_write, load_weights, save_weights
+from msad.engine.distributed import (
+    LaunchError,
+    all_gather_object,
+    all_reduce_mean,
+    barrier,
+    broadcast_object,
+    get_local_rank,
+    get_rank,
+    get_world_size,
+    is_main_process,
+    launch,
+    resolve_device,
+)
+from msad.engine.ema import ModelEMA
+from msad.engine.schedule import LRSchedule, build_optimizer, lr_at
+from msad.engine.settings import RunSettings, SolverSettings
+from msad.engine.trainer import RunExistsError, Trainer, TrainingDiverged, TrainTask, seed_everything
+from msad.engine.training_state import TrainingState, load_training_state, save_training_state
+
+__all__ = [
+    "FORMAT",
+    "CheckpointError",
+    "atomic_write",
+    "load_weights",
+    "save_weights",
+    "LaunchError",
+    "launch",
+    "resolve_device",
+    "get_rank",
+    "get_local_rank",
+    "get_world_size",
+    "is_main_process",
+    "all_reduce_mean",
+    "all_gather_object",
+    "broadcast_object",
+    "barrier",
+    "ModelEMA",
+    "LRSchedule",
+    "build_optimizer",
+    "lr_at",
+    "RunSettings",
+    "SolverSettings",
+    "RunExistsError",
+    "Trainer",
+    "TrainingDiverged",
+    "TrainTask",
+    "seed_everything",
+    "TrainingState",
+    "load_training_state",
+    "save_training_state",
+]

@@ -1,0 +1,177 @@
+"""What a run reports: ``metrics.jsonl``, the progress display, and ``environment.json``.
+
+``metrics.jsonl`` has one JSON object per line with a ``type``: ``"train"`` lines (``iteration`` = completed
+iterations, ``lr``, each loss, ``total_loss``, ``images_per_s`` of the global batch, ``time`` = seconds per
+iteration over the logging window, ``elapsed``) and ``"eval"`` lines (``iteration`` and the task's metrics).
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+import msad
+from msad.engine.checkpoint import atomic_write_text
+
+__all__ = ["MetricsWriter", "read_metrics", "Progress", "use_rich_progress", "environment_info"]
+
+
+class MetricsWriter:
+    """Appends JSON lines to ``metrics.jsonl``.
+
+    Args:
+        path: the file.
+        resume_iteration: when resuming, lines from after this iteration (written by the interrupted run past its
+            last checkpoint) are dropped first; ``None`` starts a fresh file.
+    """
+
+    def __init__(self, path: str | Path, *, resume_iteration: int | None = None) -> None:
+        self.path = Path(path)
+        kept = []
+        if resume_iteration is not None and self.path.exists():
+            kept = [r for r in read_metrics(self.path) if int(r.get("iteration", 0)) <= resume_iteration]
+        atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
+
+    def write(self, record: dict[str, Any]) -> None:
+        """Append one record (flushed at once so that an interrupted run keeps it)."""
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+
+def read_metrics(path: str | Path) -> list[dict[str, Any]]:
+    """The records of a ``metrics.jsonl`` file (an unfinished last line is ignored)."""
+    records = []
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return records
+
+
+def use_rich_progress() -> bool:
+    """A live progress bar only on a terminal and never under ``CI=true``."""
+    return sys.stdout.isatty() and os.environ.get("CI", "").lower() not in ("true", "1")
+
+
+class Progress:
+    """Rank 0's progress: a rich bar (iteration, ETA, losses, images/s) or plain lines every ``log_period``.
+
+    Args:
+        total: the run's last iteration.
+        start: completed iterations at start (resume).
+        log_period: iterations between plain lines.
+        enabled: ``False`` on ranks other than 0.
+        rich: live bar (default: :func:`use_rich_progress`).
+        echo: where plain lines go.
+    """
+
+    def __init__(
+        self,
+        *,
+        total: int,
+        start: int,
+        log_period: int,
+        enabled: bool = True,
+        rich: bool | None = None,
+        echo: Callable[[str], None] = print,
+    ) -> None:
+        self.total, self.start, self.log_period, self.echo = total, start, log_period, echo
+        self.enabled = enabled
+        self.started = time.perf_counter()
+        self._bar = None
+        if enabled and (use_rich_progress() if rich is None else rich):
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+            from rich.progress import Progress as RichProgress
+
+            self._bar = RichProgress(
+                TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[status]}"),
+            )
+            self._task = self._bar.add_task("train", total=total, completed=start, status="")
+            self._bar.start()
+
+    def update(self, iteration: int, stats: dict[str, float]) -> None:
+        """Report ``iteration`` completed iterations with ``stats`` (lr, losses, images_per_s)."""
+        if not self.enabled:
+            return
+        status = "  ".join(f"{k} {_fmt(v)}" for k, v in stats.items())
+        if self._bar is not None:
+            self._bar.update(self._task, completed=iteration, status=status)
+        elif iteration % self.log_period == 0 or iteration == self.total:
+            self.echo(f"iter {iteration}/{self.total}  {status}  eta {self.eta(iteration)}")
+
+    def eta(self, iteration: int) -> str:
+        """Estimated time left, from the mean iteration time of this process."""
+        done = iteration - self.start
+        if done <= 0:
+            return "?"
+        left = (time.perf_counter() - self.started) / done * (self.total - iteration)
+        return str(datetime.timedelta(seconds=int(left)))
+
+    def message(self, text: str) -> None:
+        """Print a line above the bar (or plainly)."""
+        if not self.enabled:
+            return
+        if self._bar is not None:
+            self._bar.console.print(text)
+        else:
+            self.echo(text)
+
+    def close(self) -> None:
+        """Stop the live bar."""
+        if self._bar is not None:
+            self._bar.stop()
+            self._bar = None
+
+
+def environment_info(*, world_size: int, device: str, **extra: Any) -> dict[str, Any]:
+    """Versions and placement of a run, for ``environment.json``."""
+    try:
+        import torchvision
+
+        torchvision_version = torchvision.__version__
+    except ImportError:
+        torchvision_version = None
+    info = {
+        "msad": msad.__version__,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision_version,
+        "cuda": torch.version.cuda,
+        "git_commit": _git_commit(),
+        "platform": platform.platform(),
+        "world_size": world_size,
+        "device": device,
+        "device_name": torch.cuda.get_device_name(torch.device(device)) if device.startswith("cuda") else "cpu",
+        "argv": sys.argv,
+    }
+    return info | extra
+
+
+def _git_commit() -> str | None:
+    """The commit of the msad source tree, when it is a git checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(msad.__file__).parent, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def _fmt(value: float) -> str:
+    """A number in a few significant digits."""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)

@@ -1,0 +1,378 @@
+"""The one training engine: any :class:`TrainTask` (baseline, teacher, student), one rank or many.
+
+One iteration (:meth:`Trainer.run_step`): set the lr, forward under autocast, average the loss terms over
+ranks and stop on a non-finite one, backward (through a GradScaler for fp16), clip, step, update the EMA.
+Around it, :meth:`Trainer.fit` evaluates every ``eval_period`` iterations and at the end, checkpoints every
+``checkpoint_period`` iterations and at the end, and logs to ``metrics.jsonl`` and the progress display.
+
+AMP: ``bf16`` autocasts on CUDA and on the CPU; ``fp16`` needs CUDA (it is refused on the CPU, where fp16
+autocast is slow and poorly supported) and uses a GradScaler whose state is part of the training state.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import random
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+
+from msad.engine import distributed as du
+from msad.engine.checkpoint import atomic_write_text, save_weights
+from msad.engine.ema import ModelEMA
+from msad.engine.metrics import MetricsWriter, Progress, environment_info, read_metrics
+from msad.engine.plot import plot_curves
+from msad.engine.schedule import LRSchedule, build_optimizer
+from msad.engine.settings import RunSettings, SolverSettings
+from msad.engine.training_state import (
+    STATE_JSON,
+    capture_rng_state,
+    has_training_state,
+    load_training_state,
+    restore_rng_state,
+    save_training_state,
+)
+
+__all__ = ["TrainTask", "TrainingDiverged", "RunExistsError", "Trainer", "seed_everything"]
+
+#: ``make_train_loader(start_iter, rank, world_size)`` → batches ``start_iter, start_iter + 1, …`` of this rank.
+LoaderFactory = Callable[[int, int, int], Iterator[Any]]
+
+
+@runtime_checkable
+class TrainTask(Protocol):
+    """What the engine trains. It knows nothing else about the model.
+
+    Attributes:
+        model: the trainable module (wrapped in DDP by the engine when there are several ranks).
+        frozen: modules moved to the device but never wrapped or optimised (e.g. the teacher).
+    """
+
+    model: nn.Module
+    frozen: dict[str, nn.Module]
+
+    def losses(self, model: nn.Module, batch: Any, iteration: int) -> dict[str, Tensor]:
+        """Named scalar losses of one batch; their sum is backpropagated."""
+
+    def evaluate(self, model: nn.Module) -> dict[str, float]:
+        """Metrics of ``model`` (called on every rank; rank 0's result is kept)."""
+
+    def metadata(self) -> dict[str, str]:
+        """Checkpoint metadata (role, width, recipe, classes…), string values."""
+
+
+class TrainingDiverged(RuntimeError):
+    """A loss became NaN or infinite; the run stopped without writing anything more.
+
+    Attributes:
+        iteration: the (0-based) iteration whose losses were not finite.
+        losses: the rank-averaged loss terms of that iteration.
+        checkpoint: the last good checkpoint, left untouched (``None`` if none was written).
+    """
+
+    def __init__(self, iteration: int, losses: dict[str, float], checkpoint: str | None) -> None:
+        self.iteration, self.losses, self.checkpoint = iteration, dict(losses), checkpoint
+        bad = ", ".join(k for k, v in losses.items() if not math.isfinite(v))
+        terms = ", ".join(f"{k}={v:.4g}" for k, v in losses.items())
+        kept = f"the last good checkpoint {checkpoint} is left untouched" if checkpoint else "no checkpoint was written"
+        super().__init__(f"training diverged at iteration {iteration}: non-finite {bad} ({terms}); {kept}")
+
+    def __reduce__(self) -> tuple:
+        return (type(self), (self.iteration, self.losses, self.checkpoint))
+
+
+class RunExistsError(FileExistsError):
+    """The output directory already holds a run and neither resume nor force was asked for."""
+
+
+_RUN_MARKERS = (STATE_JSON, "metrics.jsonl", "last.safetensors", "best.safetensors")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy (when installed) and torch (CPU and CUDA)."""
+    random.seed(seed)
+    torch.manual_seed(seed)
+    with contextlib.suppress(ImportError):
+        import numpy as np
+
+        np.random.seed(seed % 2**32)
+
+
+class Trainer:
+    """Train a :class:`TrainTask` with SGD, the lr schedule, AMP, clipping, EMA, evaluation and checkpoints.
+
+    Args:
+        task: what to train.
+        solver: optimisation settings.
+        run: output, periods, seed, device.
+        make_train_loader: ``(start_iter, rank, world_size) -> iterator`` of this rank's batches from
+            ``start_iter`` on; batch ``i`` must depend only on ``(seed, i, rank)`` so that resume is exact.
+            Batches need a ``.to(device)`` method.
+        resume: continue the run saved in ``run.output`` (a fresh start when it holds no run at all).
+        force: start a fresh run even though ``run.output`` holds one (its files are overwritten, never deleted).
+        echo: rank 0's plain output (one-line messages).
+        files: text files (name → content) rank 0 writes into the run directory once it has been accepted
+            (e.g. the resolved recipe); never written into a directory the run refused.
+    """
+
+    def __init__(
+        self,
+        task: TrainTask,
+        *,
+        solver: SolverSettings,
+        run: RunSettings,
+        make_train_loader: LoaderFactory,
+        resume: bool = False,
+        force: bool = False,
+        echo: Callable[[str], None] = print,
+        files: dict[str, str] | None = None,
+    ) -> None:
+        self.task, self.solver, self.run = task, solver, run
+        self.make_train_loader, self.resume, self.force, self.echo = make_train_loader, resume, force, echo
+        self.files = dict(files or {})
+        self.output = Path(run.output)
+        self.best: float | None = None
+        self.checkpoints: list[str] = []
+        self.start_iter = 0
+        self.final_metrics: dict[str, float] = {}
+
+    # ------------------------------------------------------------------ setup
+    def setup(self) -> None:
+        """Place modules, build optimizer/EMA/scaler, restore a saved state, wrap in DDP, open the logs."""
+        self.rank, self.world_size = du.get_rank(), du.get_world_size()
+        self.device = du.resolve_device(self.run.device)
+        if self.solver.amp == "fp16" and self.device.type != "cuda":
+            raise ValueError("solver.amp = 'fp16' needs CUDA; use 'bf16' or 'off' on the CPU")
+        resuming = self._check_output()
+        seed_everything(self.run.seed + self.rank)
+        model = self.task.model.to(self.device)
+        for module in self.task.frozen.values():
+            module.to(self.device)
+        if self.run.sync_bn and self.world_size > 1:
+            if self.device.type == "cuda":
+                model = self.task.model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
+            else:
+                self._say("sync_bn ignored: SyncBatchNorm needs CUDA ranks")
+        self.model = model.train()
+        self.optimizer = build_optimizer(model, self.solver)
+        self.schedule = LRSchedule(self.optimizer, self.solver)
+        self.ema = ModelEMA(model, self.solver.ema_decay) if self.solver.ema_decay > 0 else None
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.solver.amp == "fp16")
+        if resuming:
+            self._restore()
+        self.ddp_model: nn.Module = model
+        if self.world_size > 1:
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            self.ddp_model = DistributedDataParallel(model, device_ids=device_ids, find_unused_parameters=False)
+        self.metrics = MetricsWriter(self.output / "metrics.jsonl", resume_iteration=self.start_iter if resuming else None) if self.rank == 0 else None
+        self.progress = Progress(
+            total=self.solver.iters, start=self.start_iter, log_period=self.run.log_period,
+            enabled=self.rank == 0, echo=self.echo,
+        )
+        if self.rank == 0:
+            info = environment_info(world_size=self.world_size, device=str(self.device), amp=self.solver.amp,
+                                    resumed_from=self.start_iter if resuming else None)
+            atomic_write_text(self.output / "environment.json", json.dumps(info, indent=1))
+            for name, text in self.files.items():
+                atomic_write_text(self.output / name, text)
+
+    def _check_output(self) -> bool:
+        """Decide (on rank 0, shared with all) whether this run resumes; refuse to overwrite a run."""
+        decision: tuple[bool, str | None] = (False, None)
+        if self.rank == 0:
+            decision = self._output_decision()
+        resuming, error = du.broadcast_object(decision)
+        if error:
+            raise RunExistsError(error)
+        return resuming
+
+    def _output_decision(self) -> tuple[bool, str | None]:
+        """``(resuming, error message)`` for the output directory."""
+        out = self.output
+        found = [name for name in _RUN_MARKERS if (out / name).exists()] + sorted(p.name for p in out.glob("model_*.safetensors"))
+        if self.resume and has_training_state(out):
+            return True, None
+        if self.resume and found and not self.force:
+            return False, f"cannot resume: {out} holds {', '.join(found)} but no training state ({STATE_JSON})"
+        if found and not self.force:
+            return False, (
+                f"{out} already holds a run ({', '.join(found[:4])}); pass resume (--resume) to continue it "
+                "or force (--force) to start over in it"
+            )
+        out.mkdir(parents=True, exist_ok=True)
+        if self.resume:
+            self._say(f"nothing to resume in {out}; starting a fresh run")
+        return False, None
+
+    def _restore(self) -> None:
+        """Load the saved training state into the model, optimizer, EMA, scaler and RNGs."""
+        state = load_training_state(self.output, model=self.model, optimizer=self.optimizer, ema=self.ema)
+        self.start_iter = state.iteration
+        self.best = state.extra.get("best")
+        self.checkpoints = list(state.extra.get("checkpoints", []))
+        if self.scaler.is_enabled() and state.extra.get("grad_scaler"):
+            self.scaler.load_state_dict(state.extra["grad_scaler"])
+        if len(state.rng) == self.world_size:
+            restore_rng_state(state.rng[self.rank])
+        else:
+            seed_everything(self.run.seed + self.rank + state.iteration)
+            self._say(f"saved with {len(state.rng)} ranks, resuming on {self.world_size}: RNG streams re-seeded")
+        best = "none" if self.best is None else f"{self.run.best_metric}={self.best:.4g}"
+        self._say(f"resumed {self.output} at iteration {self.start_iter}/{self.solver.iters} (best {best})")
+
+    # ------------------------------------------------------------------ loop
+    def fit(self) -> dict[str, float]:
+        """Train to ``solver.iters`` and return the final evaluation metrics (rank 0's, on every rank)."""
+        self.setup()
+        try:
+            if self.start_iter >= self.solver.iters:
+                self.evaluate(self.start_iter)
+            else:
+                self._train()
+            du.barrier()
+        finally:
+            self.progress.close()
+        if self.rank == 0:
+            self._plot()
+        return self.final_metrics
+
+    def _train(self) -> None:
+        """The iteration loop from ``start_iter``."""
+        loader = iter(self.make_train_loader(self.start_iter, self.rank, self.world_size))
+        window: dict[str, float] = {}
+        count, window_start = 0, time.perf_counter()
+        for iteration in range(self.start_iter, self.solver.iters):
+            stats = self.run_step(iteration, _next_batch(loader, iteration))
+            done, count = iteration + 1, count + 1
+            for key, value in stats.items():
+                window[key] = window.get(key, 0.0) + value
+            seconds = (time.perf_counter() - window_start) / count
+            shown = {**stats, "images_per_s": self.solver.batch_size / seconds}
+            self.progress.update(done, shown)
+            if done % self.run.log_period == 0 or done == self.solver.iters:
+                self._log_train(done, {k: v / count for k, v in window.items()} | {"lr": stats["lr"]}, seconds)
+                window, count, window_start = {}, 0, time.perf_counter()
+            if done == self.solver.iters or (self.run.eval_period and done % self.run.eval_period == 0):
+                self.evaluate(done)
+            if done == self.solver.iters or (self.run.checkpoint_period and done % self.run.checkpoint_period == 0):
+                self.checkpoint(done)
+
+    def run_step(self, iteration: int, batch: Any) -> dict[str, float]:
+        """One optimisation step; returns the lr and the rank-averaged loss terms (plus ``total_loss``).
+
+        Raises:
+            TrainingDiverged: a loss term is NaN or infinite on any rank (checked before backward, on all ranks).
+        """
+        lr = self.schedule.step(iteration)
+        batch = batch.to(self.device)
+        with self._autocast():
+            losses = self.task.losses(self.ddp_model, batch, iteration)
+        if not losses:
+            raise ValueError("task.losses returned no loss terms")
+        total = sum(losses.values())
+        stacked = torch.stack([v.detach().float().reshape(()) for v in [*losses.values(), total]])
+        reduced = dict(zip([*losses, "total_loss"], du.all_reduce_mean(stacked).tolist(), strict=True))
+        if not all(math.isfinite(v) for v in reduced.values()):
+            last = self.output / "last.safetensors"
+            raise TrainingDiverged(iteration, reduced, str(last) if last.exists() else None)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(total).backward()
+        if self.solver.clip_grad_norm > 0:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.solver.clip_grad_norm)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        if self.ema is not None:
+            self.ema.update(self.model)
+        return {"lr": lr, **reduced}
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        """Autocast for the configured AMP mode (a no-op when off)."""
+        if self.solver.amp == "off":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.solver.amp == "bf16" else torch.float16
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+    # ------------------------------------------------------------------ eval, checkpoints, logs
+    def eval_model(self) -> nn.Module:
+        """The module evaluated and saved: the EMA when on, else the trained model (never the DDP wrapper)."""
+        return self.ema.module if self.ema is not None else self.model
+
+    def evaluate(self, done: int) -> dict[str, float]:
+        """Evaluate on every rank, keep rank 0's metrics, update the best checkpoint."""
+        model = self.eval_model()
+        was_training = model.training
+        model.eval()
+        with torch.no_grad():
+            metrics = self.task.evaluate(model)
+        model.train(was_training)
+        metrics = du.broadcast_object(dict(metrics))
+        self.final_metrics = metrics
+        if self.rank != 0:
+            return metrics
+        self.metrics.write({"type": "eval", "iteration": done, **metrics})
+        self.progress.message(f"eval @ {done}: " + "  ".join(f"{k} {v:.4g}" for k, v in metrics.items() if isinstance(v, float | int)))
+        value = metrics.get(self.run.best_metric) if self.run.best_metric else None
+        if value is not None and math.isfinite(value) and (self.best is None or value > self.best):
+            self.best = float(value)
+            save_weights(self.output / "best.safetensors", self.eval_model().state_dict(), self._metadata(done))
+        return metrics
+
+    def checkpoint(self, done: int) -> None:
+        """Write ``model_{done}`` (periodic), ``last`` and the training state; every rank must call it (RNG)."""
+        rng = du.all_gather_object(capture_rng_state())
+        if self.rank != 0:
+            return
+        weights, metadata = self.eval_model().state_dict(), self._metadata(done)
+        periodic = self.run.checkpoint_period and done % self.run.checkpoint_period == 0
+        if periodic and self.run.keep_checkpoints > 0:
+            name = f"model_{done:07d}.safetensors"
+            save_weights(self.output / name, weights, metadata)
+            self.checkpoints = [c for c in self.checkpoints if c != name] + [name]
+            for old in self.checkpoints[: -self.run.keep_checkpoints]:
+                (self.output / old).unlink(missing_ok=True)
+            self.checkpoints = self.checkpoints[-self.run.keep_checkpoints:]
+        save_weights(self.output / "last.safetensors", weights, metadata)
+        extra = {"best": self.best, "best_metric": self.run.best_metric, "checkpoints": self.checkpoints,
+                 "grad_scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None}
+        save_training_state(self.output, model=self.model, optimizer=self.optimizer, ema=self.ema,
+                            iteration=done, rng=rng, extra=extra)
+
+    def _metadata(self, done: int) -> dict[str, str]:
+        """The task's metadata plus the iteration."""
+        return {**self.task.metadata(), "iteration": json.dumps(done)}
+
+    def _log_train(self, done: int, means: dict[str, float], seconds: float) -> None:
+        """One ``train`` line in ``metrics.jsonl`` (rank 0)."""
+        if self.metrics is None:
+            return
+        record = {"type": "train", "iteration": done, **means, "images_per_s": self.solver.batch_size / seconds,
+                  "time": seconds, "elapsed": time.perf_counter() - self.progress.started}
+        self.metrics.write(record)
+
+    def _plot(self) -> None:
+        """``curves.png`` from ``metrics.jsonl``; a plotting failure is reported, never fatal."""
+        try:
+            plot_curves(read_metrics(self.output / "metrics.jsonl"), self.output / "curves.png", title=str(self.output))
+        except Exception as err:  # noqa: BLE001 - the run itself succeeded
+            self._say(f"could not draw curves.png: {err}")
+
+    def _say(self, text: str) -> None:
+        """A one-line message from rank 0."""
+        if du.get_rank() == 0:
+            self.echo(text)
+
+
+def _next_batch(loader: Iterator[Any], iteration: int) -> Any:
+    """The next batch, or a clear error when the loader ran dry."""
+    try:
+        return next(loader)
+    except StopIteration:
+        raise RuntimeError(f"the training loader ended before iteration {iteration}; it must not run dry") from None
