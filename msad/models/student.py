@@ -10,20 +10,47 @@ from __future__ import annotations
 
 import copy
 
+from torch import nn
+
 from msad.levels import LevelPairing
 from msad.models.detector import FCOS
 from msad.models.teacher import AlignedMultiScaleTeacher
 from msad.structures import Detections
 
-__all__ = ["student_from_teacher", "to_input_frame"]
+__all__ = ["student_from_teacher", "load_neck_subset", "to_input_frame"]
 
 
-def student_from_teacher(teacher: AlignedMultiScaleTeacher) -> FCOS:
-    """A student initialised from the teacher's backbone, neck and head, routed to the LR pyramid."""
+def load_neck_subset(neck: nn.Module, teacher_neck: nn.Module) -> None:
+    """Copy a teacher neck's weights into a neck built for fewer levels.
+
+    The student's neck omits levels it never uses (``p7`` for k = 2), so that every parameter it holds
+    receives a gradient (DDP without ``find_unused_parameters``). Every student parameter must exist in
+    the teacher; teacher-only entries are ignored.
+
+    Raises:
+        ValueError: the student neck has parameters the teacher's lacks.
+    """
+    result = neck.load_state_dict(teacher_neck.state_dict(), strict=False)
+    if result.missing_keys:
+        raise ValueError(f"the teacher's neck lacks the student's parameters {result.missing_keys[:4]}")
+
+
+def student_from_teacher(teacher: AlignedMultiScaleTeacher, *, neck: nn.Module | None = None) -> FCOS:
+    """A student initialised from the teacher's backbone, neck and head, routed to the LR pyramid.
+
+    Args:
+        teacher: the trained teacher (its modules are copied, never shared).
+        neck: a freshly built neck producing exactly the student's LR levels; its weights are loaded from
+            the teacher's. ``None`` copies the teacher's whole neck (levels the student never uses included).
+    """
     detector = teacher.detector
+    if neck is None:
+        neck = copy.deepcopy(detector.neck)
+    else:
+        load_neck_subset(neck, detector.neck)
     return FCOS(
         backbone=copy.deepcopy(detector.backbone),
-        neck=copy.deepcopy(detector.neck),
+        neck=neck,
         head=copy.deepcopy(detector.head),
         head_levels=teacher.pairing.lr_for_hr,
     )

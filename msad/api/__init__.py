@@ -1,0 +1,44 @@
+"""The Python API of msad; every CLI command is a thin shell over one of these functions.
+
+>>> from msad import api
+>>> from msad.config import load_recipe
+>>> recipe = load_recipe("recipes/tiny.toml")
+>>> teacher = api.train_teacher(recipe, output="runs/t")          # doctest: +SKIP
+>>> student = api.distill(recipe, teacher=teacher.weights, output="runs/s")  # doctest: +SKIP
+>>> api.evaluate(recipe, student.weights)["metrics"]["AP"]        # doctest: +SKIP
+"""
+
+from msad.api.capacity import CapacityReport, CapacityRow, capacity, paper_recipe
+try:  # TEMP until the converter lands
+    from msad.api.convert import convert_detectron2
+except ImportError:
+    convert_detectron2 = None
+from msad.api.convert_backbone import convert_slimmable
+from msad.api.evaluation import METRICS, evaluate
+from msad.api.misc import plugins, synth_data
+from msad.api.predict import PredictResult, Predictor, predict
+from msad.api.training import TrainResult, distill, train, train_teacher
+from msad.api.weights import Checkpoint, load_model, read_checkpoint
+
+__all__ = [
+    "CapacityReport",
+    "CapacityRow",
+    "capacity",
+    "paper_recipe",
+    "convert_detectron2",
+    "convert_slimmable",
+    "METRICS",
+    "evaluate",
+    "plugins",
+    "synth_data",
+    "PredictResult",
+    "Predictor",
+    "predict",
+    "TrainResult",
+    "train",
+    "train_teacher",
+    "distill",
+    "Checkpoint",
+    "load_model",
+    "read_checkpoint",
+]

@@ -1,0 +1,36 @@
+"""``msad convert slimmable``: the public slimmable_networks ImageNet checkpoint as an msad backbone file."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from msad.models.backbones.slimmable_checkpoint import (
+    convert_slimmable_state_dict,
+    load_slimmable_checkpoint,
+    narrow_state,
+    save_backbone,
+)
+from msad.models.backbones.slimmable_resnet import DEFAULT_WIDTHS, SlimmableResNet
+
+__all__ = ["convert_slimmable"]
+
+
+def convert_slimmable(
+    source: str | Path, output: str | Path, *, width: float | None = None, depth: int = 50
+) -> Path:
+    """Convert ``s_resnet50_0.25_0.5_0.75_1.0.pt`` into a safetensors backbone file at all widths or one.
+
+    The file loads with ``build_slimmable_resnet(weights=output, width=…)`` (all widths: also pass
+    ``widths=(0.25, 0.5, 0.75, 1.0)``). Everything is checked before ``output`` is written (atomically).
+
+    Raises:
+        CheckpointFormatError: the source is missing, corrupt or not in the documented layout.
+        ValueError: ``width`` is not one of the checkpoint's widths.
+    """
+    state = convert_slimmable_state_dict(load_slimmable_checkpoint(source), depth=depth, widths=DEFAULT_WIDTHS)
+    widths = DEFAULT_WIDTHS if width is None else (float(width),)
+    model = SlimmableResNet(depth=depth, widths=widths)
+    if widths != DEFAULT_WIDTHS:
+        state = narrow_state(state, source_widths=DEFAULT_WIDTHS, expected=model.state_dict(), widths=widths)
+    model.load_state_dict(state, strict=True)
+    return save_backbone(output, model, widths=widths)

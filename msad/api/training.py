@@ -1,0 +1,181 @@
+"""Training through the Python API: the FCOS baseline, the MSAD teacher and the distilled student.
+
+``train``, ``train_teacher`` and ``distill`` each launch :func:`_train_worker` on every rank (``gpus``
+local ranks, or the ranks ``torchrun`` set up); the worker builds data, model and task from the resolved
+recipe and hands them to the one engine.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from msad.api.data import coco_evaluator, train_collator, train_dataset, val_dataset
+from msad.api.weights import Checkpoint, check_compatible, detector_metadata, load_model, read_checkpoint
+from msad.build import build_distill_loss, build_model
+from msad.config import Recipe, recipe_from_dict
+from msad.data import build_train_loader
+from msad.engine import RunSettings, SolverSettings, Trainer, launch
+from msad.engine.checkpoint import CheckpointError
+from msad.engine.distributed import get_world_size
+from msad.ops.losses import FCOSCriterion
+from msad.ops.postprocess import FCOSPostProcess
+from msad.tasks.detection import DetectionTask
+from msad.tasks.student import StudentTask
+from msad.tasks.teacher import TeacherTask
+
+__all__ = ["TrainResult", "train", "train_teacher", "distill", "build_task"]
+
+_STAGE = {"baseline": "train", "teacher": "teacher", "student": "distill"}
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced.
+
+    Attributes:
+        output: the run directory.
+        weights: ``last.safetensors`` of the run.
+        metrics: the final evaluation metrics (COCO AP… on a 0–100 scale).
+    """
+
+    output: Path
+    weights: Path
+    metrics: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Job:
+    """Everything a rank needs, picklable for spawned processes."""
+
+    recipe: dict[str, Any]
+    role: str
+    resume: bool
+    force: bool
+    teacher: str | None
+
+
+def train(recipe: Recipe, *, gpus: int = 1, output: str | Path | None = None, resume: bool = False, force: bool = False) -> TrainResult:
+    """Train the single-resolution FCOS baseline (``data.scale`` 0.5 gives the low-resolution baseline)."""
+    return _run(recipe, "baseline", gpus=gpus, output=output, resume=resume, force=force)
+
+
+def train_teacher(recipe: Recipe, *, gpus: int = 1, output: str | Path | None = None, resume: bool = False, force: bool = False) -> TrainResult:
+    """Train the aligned multi-scale teacher with C-FF (MSAD stage 1)."""
+    return _run(recipe, "teacher", gpus=gpus, output=output, resume=resume, force=force)
+
+
+def distill(
+    recipe: Recipe, *, teacher: str | Path, gpus: int = 1, output: str | Path | None = None, resume: bool = False,
+    force: bool = False,
+) -> TrainResult:
+    """Distil the low-resolution student from a trained teacher's weights (MSAD stage 2)."""
+    check_compatible(read_checkpoint(teacher, role="teacher"), recipe)  # fail fast, before any process starts
+    return _run(recipe, "student", gpus=gpus, output=output, resume=resume, force=force, teacher=str(teacher))
+
+
+def _run(recipe: Recipe, role: str, *, gpus: int, output: str | Path | None, resume: bool, force: bool, teacher: str | None = None) -> TrainResult:
+    if output is not None:
+        recipe = recipe.model_copy(update={"run": recipe.run.model_copy(update={"output": str(output)})})
+    job = _Job(recipe.model_dump(mode="json"), role, resume, force, teacher)
+    metrics = launch(_train_worker, num_procs=gpus, args=(job,), device=recipe.run.device) or {}
+    out = Path(recipe.run.output)
+    return TrainResult(out, out / "last.safetensors", metrics)
+
+
+def _train_worker(job: _Job) -> dict[str, float]:
+    """One rank: build everything from the recipe and train."""
+    recipe = recipe_from_dict(job.recipe)
+    train_set = train_dataset(recipe)
+    teacher_ckpt = read_checkpoint(job.teacher, role="teacher") if job.teacher else None
+    if teacher_ckpt is not None and teacher_ckpt.label_space != train_set.label_space:
+        raise CheckpointError(
+            f"{teacher_ckpt.path}: the teacher's classes {[n for _, n in teacher_ckpt.label_space]} differ from "
+            f"the training data's {train_set.class_names}"
+        )
+    task = build_task(recipe, job.role, label_space=train_set.label_space, teacher=teacher_ckpt, train_set=train_set)
+    stage = recipe.solver_for(_STAGE[job.role])
+    solver = SolverSettings(**_solver_kwargs(stage))
+    run = recipe.run
+    settings = RunSettings(
+        output=Path(run.output), seed=run.seed, eval_period=run.eval_period, checkpoint_period=run.checkpoint_period,
+        keep_checkpoints=run.keep_checkpoints, log_period=run.log_period, best_metric=run.best_metric,
+        sync_bn=run.sync_bn, device=run.device,
+    )
+    collate = train_collator(recipe, job.role)
+
+    def loader(start: int, rank: int, world_size: int):
+        return build_train_loader(
+            train_set, total_batch_size=solver.batch_size, rank=rank, world_size=world_size, seed=run.seed,
+            start_iter=start, num_workers=recipe.data.num_workers, collate=collate,
+        )
+
+    files = {"recipe.toml": recipe.dump_toml(), "recipe.json": json.dumps(recipe.model_dump(mode="json"), indent=1)}
+    trainer = Trainer(task, solver=solver, run=settings, make_train_loader=loader, resume=job.resume, force=job.force, files=files)
+    return trainer.fit()
+
+
+def _solver_kwargs(stage) -> dict[str, Any]:
+    """The engine's solver settings from a recipe solver section."""
+    values = stage.model_dump()
+    return {key: values[key] for key in SolverSettings.__dataclass_fields__ if key in values}
+
+
+def build_task(
+    recipe: Recipe, role: str, *, label_space: list[tuple[int, str]], teacher: Checkpoint | None = None,
+    train_set=None, val_batch_size: int | None = None, model: nn.Module | None = None, eval_branch: str | None = None,
+) -> DetectionTask:
+    """The engine task of a role: model, criterion, postprocess, evaluator and checkpoint metadata.
+
+    Args:
+        recipe: the resolved recipe.
+        role: ``baseline``, ``teacher`` or ``student``.
+        label_space: ``[(coco_id, name), …]`` in label order.
+        teacher: the teacher checkpoint a student is trained from.
+        train_set: the training set, to check the validation categories against.
+        val_batch_size: images per rank in evaluation (default: the solver batch over ranks).
+        model: an already built (e.g. loaded) model; a student given this way needs no teacher (evaluation).
+        eval_branch: the teacher branch to evaluate (default ``teacher.eval_branch``).
+    """
+    num_classes = len(label_space)
+    loss, post = recipe.model.loss, recipe.model.postprocess
+    common = {
+        "criterion": FCOSCriterion(
+            num_classes=num_classes, focal_alpha=loss.focal_alpha, focal_gamma=loss.focal_gamma,
+            center_radius=loss.center_radius,
+        ),
+        "postprocess": FCOSPostProcess(**post.model_dump()),
+        "evaluator": _evaluator(recipe, role, label_space, train_set, val_batch_size),
+        "metadata": detector_metadata(recipe, role=role, label_space=list(label_space)),
+    }
+    if role == "baseline":
+        return DetectionTask(model=model or build_model(recipe, role=role, num_classes=num_classes), **common)
+    if role == "teacher":
+        model = model or build_model(recipe, role=role, num_classes=num_classes)
+        t = recipe.teacher
+        return TeacherTask(model=model, fusion_weight=t.fusion_weight, eval_branch=eval_branch or t.eval_branch, **common)
+    if model is not None:
+        return DetectionTask(model=model, input_factor=recipe.teacher.k, **common)
+    if teacher is None:
+        raise ValueError("the student task needs the teacher checkpoint")
+    check_compatible(teacher, recipe)
+    frozen_teacher = load_model(teacher)
+    student = build_model(recipe, role="student", num_classes=num_classes, teacher=frozen_teacher)
+    d = recipe.distill
+    return StudentTask(
+        model=student, teacher=frozen_teacher, distill_loss=build_distill_loss(recipe), kd_weight=d.kd_weight,
+        ramp_iters=d.ramp_iters, teacher_bn=d.teacher_bn, input_factor=recipe.teacher.k, **common,
+    )
+
+
+def _evaluator(recipe: Recipe, role: str, label_space, train_set, batch_size: int | None):
+    """The COCO evaluator on the recipe's validation set (``None`` when the recipe has none)."""
+    if not recipe.data.val_annotations:
+        return None
+    dataset = val_dataset(recipe, label_space=label_space, train=train_set)
+    per_rank = batch_size or max(1, recipe.solver.batch_size // get_world_size())
+    return coco_evaluator(recipe, role, dataset, batch_size=per_rank)

@@ -1,0 +1,124 @@
+"""Reading and writing detector weights with their metadata, and rebuilding a model from them."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from torch import Tensor, nn
+
+import msad
+from msad.build import ROLES, build_model, model_width
+from msad.config import Recipe, recipe_from_dict
+from msad.engine.checkpoint import CheckpointError, load_weights
+from msad.errors import RecipeError
+
+__all__ = ["Checkpoint", "detector_metadata", "read_checkpoint", "load_model", "check_compatible"]
+
+
+def detector_metadata(recipe: Recipe, *, role: str, label_space: list[tuple[int, str]]) -> dict[str, str]:
+    """Checkpoint metadata of a detector: role, width, resolved recipe, classes and COCO ids (JSON strings)."""
+    return {
+        "role": role,
+        "width": json.dumps(model_width(recipe)),
+        "recipe": json.dumps(recipe.model_dump(mode="json")),
+        "classes": json.dumps([name for _, name in label_space]),
+        "category_ids": json.dumps([cid for cid, _ in label_space]),
+        "msad_version": msad.__version__,
+    }
+
+
+@dataclass
+class Checkpoint:
+    """A detector weights file, checked.
+
+    Attributes:
+        path: the file.
+        state: its tensors.
+        role: ``baseline``, ``teacher`` or ``student``.
+        recipe: the resolved recipe it was trained with.
+        label_space: ``[(coco_id, name), …]`` in label order.
+        metadata: every metadata string.
+    """
+
+    path: Path
+    state: dict[str, Tensor]
+    role: str
+    recipe: Recipe
+    label_space: list[tuple[int, str]]
+    metadata: dict[str, str]
+
+    @property
+    def width(self) -> float | None:
+        """Backbone width (``None`` when the backbone has none)."""
+        return model_width(self.recipe)
+
+
+def read_checkpoint(path: str | Path, *, role: str | None = None) -> Checkpoint:
+    """Read and check a detector weights file (optionally of one ``role``).
+
+    Raises:
+        CheckpointError: missing, corrupt, not a detector, incomplete metadata, or the wrong role.
+    """
+    path = Path(path)
+    state, meta = load_weights(path)
+    found = meta.get("role")
+    if found not in ROLES:
+        what = "a backbone file" if found == "backbone" else f"role {found!r}"
+        raise CheckpointError(f"{path}: {what}, not detector weights (baseline, teacher or student)")
+    if role is not None and found != role:
+        raise CheckpointError(f"{path}: holds a {found} model, expected a {role}")
+    try:
+        recipe = recipe_from_dict(json.loads(meta["recipe"]))
+        names, ids = json.loads(meta["classes"]), json.loads(meta["category_ids"])
+    except (KeyError, json.JSONDecodeError, RecipeError) as err:
+        raise CheckpointError(f"{path}: incomplete or invalid metadata ({err})") from None
+    if len(names) != len(ids):
+        raise CheckpointError(f"{path}: metadata has {len(names)} class names but {len(ids)} category ids")
+    return Checkpoint(path, state, found, recipe, list(zip(ids, names, strict=True)), meta)
+
+
+def check_compatible(ckpt: Checkpoint, recipe: Recipe) -> None:
+    """Refuse a checkpoint whose backbone width or architecture differs from ``recipe``'s.
+
+    Raises:
+        CheckpointError: naming the first difference.
+    """
+    mine, theirs = recipe.model, ckpt.recipe.model
+    if model_width(recipe) != ckpt.width:
+        raise CheckpointError(f"{ckpt.path}: width {ckpt.width} does not match the recipe's width {model_width(recipe)}")
+    for part in ("backbone", "neck", "head"):
+        a, b = getattr(mine, part), getattr(theirs, part)
+        if a.name != b.name:
+            raise CheckpointError(f"{ckpt.path}: model.{part} is {b.name!r}, the recipe asks for {a.name!r}")
+
+
+def load_model(ckpt: Checkpoint) -> nn.Module:
+    """Rebuild the checkpoint's model from its own recipe and load its weights strictly (eval mode).
+
+    Raises:
+        CheckpointError: the weights do not fit the architecture (names the first keys that differ).
+    """
+    model = build_model(ckpt.recipe, role=ckpt.role, num_classes=len(ckpt.label_space))
+    load_state(model, ckpt.state, source=ckpt.path)
+    return model.eval()
+
+
+def load_state(model: nn.Module, state: dict[str, Tensor], *, source: Path | str) -> None:
+    """``model.load_state_dict(state)`` with a one-line :class:`CheckpointError` on any mismatch."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    shapes = [k for k in expected if k in state and state[k].shape != expected[k].shape]
+    if missing or unexpected or shapes:
+        parts = []
+        if shapes:
+            k = shapes[0]
+            parts.append(f"{len(shapes)} shape mismatches (e.g. {k}: {tuple(state[k].shape)} vs {tuple(expected[k].shape)})")
+        if missing:
+            parts.append(f"{len(missing)} missing tensors (e.g. {missing[0]})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected tensors (e.g. {unexpected[0]})")
+        raise CheckpointError(f"{source}: weights do not fit the model: {'; '.join(parts)}")
+    model.load_state_dict(state)

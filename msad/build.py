@@ -1,0 +1,99 @@
+"""Assemble detectors from a recipe's model section: the one place where recipe meets modules.
+
+Leaf layers never see the recipe; the builders here read it and call plugin builders with plain keyword
+arguments. Each role gets exactly the pyramid levels it uses, so every parameter it trains gets a gradient:
+
+- ``baseline``: head levels ``p3``…``p7`` fed by the same pyramid levels.
+- ``teacher``: the HR branch uses ``p3``…``p7`` and the LR branch ``p2``…``p6`` (k = 2), so ``p2``…``p7``.
+- ``student``: head levels ``p3``…``p7`` fed by the LR pyramid ``p2``…``p6``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Literal
+
+from torch import nn
+
+from msad.levels import HEAD_LEVELS, LevelPairing
+from msad.models.detector import FCOS
+from msad.models.fusion import CrossFeatureFusion
+from msad.models.student import student_from_teacher
+from msad.models.teacher import AlignedMultiScaleTeacher
+from msad.plugins import get_builder
+
+if TYPE_CHECKING:
+    from msad.config import ModelRecipe, Recipe
+
+__all__ = ["Role", "ROLES", "head_routing", "build_detector", "build_model", "build_distill_loss", "model_width"]
+
+Role = Literal["baseline", "teacher", "student"]
+ROLES: tuple[str, ...] = ("baseline", "teacher", "student")
+
+
+def head_routing(role: str, pairing: LevelPairing) -> tuple[dict[str, str], list[str]]:
+    """``(head level → pyramid level, pyramid levels the neck must build)`` for a role."""
+    identity = {lvl: lvl for lvl in HEAD_LEVELS}
+    if role == "baseline":
+        return identity, list(HEAD_LEVELS)
+    if role == "teacher":
+        return identity, sorted(set(identity.values()) | set(pairing.lr_for_hr.values()))
+    if role == "student":
+        routing = dict(pairing.lr_for_hr)
+        return routing, sorted(set(routing.values()))
+    raise ValueError(f"unknown role {role!r}; expected one of {ROLES}")
+
+
+def build_detector(model: ModelRecipe, *, num_classes: int, head_levels: Mapping[str, str], neck_levels: list[str]) -> FCOS:
+    """Backbone, neck and head from their plugins, wired as an :class:`FCOS` with the given routing."""
+    backbone = get_builder("msad.backbones", model.backbone.name)(**model.backbone.options)
+    neck = build_neck(model, backbone, neck_levels)
+    channels = {f.channels for f in neck.feature_info}
+    if len(channels) != 1:
+        raise ValueError(f"the head needs one channel count on every pyramid level, the neck gives {sorted(channels)}")
+    head = get_builder("msad.heads", model.head.name)(
+        in_channels=channels.pop(), num_classes=num_classes, levels=list(head_levels), **model.head.options
+    )
+    return FCOS(backbone=backbone, neck=neck, head=head, head_levels=head_levels)
+
+
+def build_neck(model: ModelRecipe, backbone: nn.Module, levels: list[str]) -> nn.Module:
+    """The recipe's neck over ``backbone``'s features, producing ``levels``."""
+    return get_builder("msad.necks", model.neck.name)(
+        in_features=list(backbone.feature_info), levels=levels, **model.neck.options
+    )
+
+
+def build_model(recipe: Recipe, *, role: str, num_classes: int, teacher: AlignedMultiScaleTeacher | None = None) -> nn.Module:
+    """The trainable model of a role: an :class:`FCOS` (baseline, student) or an aligned teacher.
+
+    Args:
+        recipe: the resolved recipe.
+        role: ``baseline``, ``teacher`` or ``student``.
+        num_classes: number of contiguous labels.
+        teacher: for the student, the trained teacher it is initialised from (random init when ``None``,
+            e.g. before loading student weights).
+    """
+    pairing = LevelPairing(k=recipe.teacher.k)
+    routing, levels = head_routing(role, pairing)
+    if role == "student" and teacher is not None:
+        neck = build_neck(recipe.model, teacher.detector.backbone, levels)
+        return student_from_teacher(teacher, neck=neck)
+    detector = build_detector(recipe.model, num_classes=num_classes, head_levels=routing, neck_levels=levels)
+    if role != "teacher":
+        return detector
+    channels = detector.neck.feature_info[0].channels
+    fusion = CrossFeatureFusion(channels=channels, hidden=recipe.teacher.fusion_hidden)
+    return AlignedMultiScaleTeacher(detector=detector, fusion=fusion, pairing=pairing)
+
+
+def build_distill_loss(recipe: Recipe) -> nn.Module:
+    """The recipe's distillation loss plugin."""
+    spec = recipe.distill.loss
+    return get_builder("msad.distill_losses", spec.name)(**spec.options)
+
+
+def model_width(recipe: Recipe) -> float | None:
+    """The backbone width the recipe asks for (``None`` when the backbone has no width option)."""
+    width = recipe.model.backbone.options.get("width")
+    return None if width is None else float(width)

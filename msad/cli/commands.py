@@ -1,0 +1,110 @@
+"""Training, evaluation and prediction commands (thin shells over :mod:`msad.api`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from msad import api
+from msad.config import Recipe, load_recipe
+
+__all__ = ["register", "metrics_table"]
+
+_out = Console()
+_err = Console(stderr=True)
+
+RecipeArg = Annotated[Path, typer.Argument(help="Recipe TOML file (see recipes/).", show_default=False)]
+SetOpt = Annotated[
+    Optional[list[str]],
+    typer.Option("--set", "-s", help="Override a recipe value: dotted.key=value (TOML value), repeatable."),
+]
+GpusOpt = Annotated[int, typer.Option("--gpus", min=1, help="Local ranks to launch (ignored under torchrun).")]
+OutputOpt = Annotated[Optional[Path], typer.Option("--output", "-o", help="Run directory (default: run.output).")]
+ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue the run saved in the output directory.")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Start over in an output directory that holds a run.")]
+
+
+def _recipe(path: Path, sets: list[str] | None) -> Recipe:
+    return load_recipe(path, overrides=sets or [])
+
+
+def metrics_table(title: str, metrics: dict[str, float]) -> Table:
+    """A rich table of COCO metrics."""
+    table = Table(title=title)
+    for name in metrics:
+        table.add_column(name, justify="right")
+    table.add_row(*(f"{v:.2f}" if isinstance(v, float | int) else str(v) for v in metrics.values()))
+    return table
+
+
+def _report(result: api.TrainResult) -> None:
+    if result.metrics:
+        _out.print(metrics_table(f"final evaluation — {result.output}", result.metrics))
+    _out.print(f"weights: {result.weights}")
+
+
+def train(recipe: RecipeArg, set_: SetOpt = None, gpus: GpusOpt = 1, output: OutputOpt = None,
+          resume: ResumeOpt = False, force: ForceOpt = False) -> None:
+    """Train the single-resolution FCOS baseline ([bold]--set data.scale=0.5[/] for the low-resolution one)."""
+    _report(api.train(_recipe(recipe, set_), gpus=gpus, output=output, resume=resume, force=force))
+
+
+def teacher(recipe: RecipeArg, set_: SetOpt = None, gpus: GpusOpt = 1, output: OutputOpt = None,
+            resume: ResumeOpt = False, force: ForceOpt = False) -> None:
+    """Train the aligned multi-scale teacher with crossing feature-level fusion (MSAD stage 1)."""
+    _report(api.train_teacher(_recipe(recipe, set_), gpus=gpus, output=output, resume=resume, force=force))
+
+
+def distill(
+    recipe: RecipeArg,
+    teacher: Annotated[Path, typer.Option("--teacher", "-t", help="Teacher weights (.safetensors).", show_default=False)],
+    set_: SetOpt = None, gpus: GpusOpt = 1, output: OutputOpt = None, resume: ResumeOpt = False, force: ForceOpt = False,
+) -> None:
+    """Distil the low-resolution student from a frozen teacher (MSAD stage 2)."""
+    result = api.distill(_recipe(recipe, set_), teacher=teacher, gpus=gpus, output=output, resume=resume, force=force)
+    _report(result)
+
+
+def evaluate(
+    recipe: RecipeArg,
+    weights: Annotated[Path, typer.Option("--weights", "-w", help="Weights to evaluate (.safetensors).", show_default=False)],
+    set_: SetOpt = None,
+    branch: Annotated[Optional[str], typer.Option(help="Teacher branch: fused (default), hr or lr.")] = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the metrics to this JSON file.")] = None,
+    gpus: GpusOpt = 1,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per rank and step.")] = 4,
+) -> None:
+    """COCO box AP, AP50, AP75, APs, APm, APl (0–100) on the recipe's validation set."""
+    if branch is not None and branch not in ("fused", "hr", "lr"):
+        raise typer.BadParameter(f"--branch must be fused, hr or lr, got {branch!r}")
+    report = api.evaluate(_recipe(recipe, set_), weights, branch=branch, gpus=gpus, batch_size=batch_size, json_out=json_out)
+    what = report["role"] + (f" ({report['branch']} branch)" if report["branch"] else "")
+    _out.print(metrics_table(f"{weights} — {what}", report["metrics"]))
+    if json_out is not None:
+        _out.print(f"metrics written to {json_out}")
+
+
+def predict(
+    inputs: Annotated[list[Path], typer.Argument(help="Image files or directories.", show_default=False)],
+    weights: Annotated[Path, typer.Option("--weights", "-w", help="Weights (.safetensors): baseline, teacher or student.", show_default=False)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Where predictions.json and the drawn PNGs go.", show_default=False)],
+    score_threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="Keep detections scoring at least this.")] = 0.3,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    no_draw: Annotated[bool, typer.Option("--no-draw", help="Write only predictions.json.")] = False,
+) -> None:
+    """Detect objects in images; a student takes each image as its low-resolution input."""
+    result = api.predict(weights, inputs, output, score_threshold=score_threshold, device=device, draw=not no_draw)
+    _out.print(f"{result.count} detections in {len(result.images) or len(inputs)} images → {result.predictions}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add these commands to ``app``."""
+    app.command("train")(train)
+    app.command("teacher")(teacher)
+    app.command("distill")(distill)
+    app.command("eval")(evaluate)
+    app.command("predict")(predict)

@@ -1,0 +1,26 @@
+"""How the CLI reports an exception: one line and an exit code."""
+
+from __future__ import annotations
+
+from msad.errors import MsadError
+
+__all__ = ["exit_code", "one_line", "USER_ERRORS"]
+
+#: Exception types whose message is meant for the user as it is (anything else is an internal error).
+USER_ERRORS: tuple[type[BaseException], ...] = (MsadError, FileNotFoundError, FileExistsError, ValueError, ImportError, PermissionError, IsADirectoryError, NotADirectoryError)
+
+
+def exit_code(err: BaseException) -> int:
+    """The process exit status for ``err``: its ``exit_code`` when it has one, else 1."""
+    code = getattr(err, "exit_code", 1)
+    return code if isinstance(code, int) and code > 0 else 1
+
+
+def one_line(err: BaseException) -> str:
+    """``err`` as a single line; internal errors name their type and suggest ``--debug``."""
+    text = " ".join(str(err).split()) or type(err).__name__
+    if isinstance(err, FileNotFoundError) and err.filename and str(err.filename) not in text:
+        text = f"{text}: {err.filename}"
+    if isinstance(err, USER_ERRORS):
+        return text
+    return f"internal error ({type(err).__name__}: {text}); rerun with --debug for the traceback"

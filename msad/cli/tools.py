@@ -1,0 +1,133 @@
+"""Utility commands: flops, plugins, data, recipe, convert (thin shells over :mod:`msad.api`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from msad import api
+from msad.config import load_recipe
+
+__all__ = ["register"]
+
+_out = Console()
+
+data_app = typer.Typer(help="Datasets: generate the built-in synthetic data.", no_args_is_help=True)
+recipe_app = typer.Typer(help="Recipes: show the resolved recipe, or validate it.", no_args_is_help=True)
+convert_app = typer.Typer(help="Convert third-party checkpoints into msad safetensors files.", no_args_is_help=True)
+
+SetOpt = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="Override a recipe value: dotted.key=value.")]
+
+
+def flops(
+    recipe: Annotated[Optional[Path], typer.Argument(help="Recipe (default: the built-in COCO architecture).")] = None,
+    set_: SetOpt = None,
+    json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the table to this JSON file.")] = None,
+    height: Annotated[int, typer.Option(min=32, help="HR image height.")] = 800,
+    width: Annotated[int, typer.Option(min=32, help="HR image width.")] = 1333,
+    classes: Annotated[int, typer.Option(min=1, help="Number of classes of the head.")] = 80,
+) -> None:
+    """Capacity as in the paper (backbone MACs relative to S-R50 w1.0, teacher = HR + LR) and whole-detector GMACs."""
+    if recipe is None and set_:
+        raise typer.BadParameter("--set needs a RECIPE")
+    r = load_recipe(recipe, overrides=set_ or []) if recipe else api.paper_recipe()
+    report = api.capacity(r, image_size=(height, width), num_classes=classes, json_out=json_out)
+    h, w = report.image_size
+    table = Table(title=f"capacity at {h}×{w} (HR, padded), LR ×1/{report.k}; reference {report.reference_gmacs:.1f} GMACs")
+    for col in ("width", "capacity T/S (paper)", "backbone GMACs HR/LR", "detector GMACs HR / teacher / student", "params M HR/T/S"):
+        table.add_column(col, justify="right")
+    for row in report.rows:
+        table.add_row(
+            f"{row.width:g}", f"{row.teacher_capacity:.2f}x / {row.student_capacity:.2f}x",
+            f"{row.backbone_gmacs_hr:.1f} / {row.backbone_gmacs_lr:.1f}",
+            f"{row.baseline_gmacs:.1f} / {row.teacher_gmacs:.1f} / {row.student_gmacs:.1f}",
+            f"{row.baseline_params_m:.1f} / {row.teacher_params_m:.1f} / {row.student_params_m:.1f}",
+        )
+    _out.print(table)
+    skipped = ", ".join(f"{op} ×{n}" for op, n in sorted(report.skipped_ops.items())) or "none"
+    _out.print(f"GMACs = 10^9 multiply-adds counted by fvcore; operators not counted: {skipped}")
+
+
+def plugins(json_out: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False) -> None:
+    """List backbones, necks, heads and distillation losses from every installed plugin."""
+    infos = api.plugins()
+    if json_out:
+        import json
+
+        typer.echo(json.dumps([info.__dict__ for info in infos], indent=1, default=str))
+        return
+    table = Table(title="msad plugins")
+    for col in ("group", "name", "distribution", "version", "status"):
+        table.add_column(col)
+    for info in infos:
+        style = "" if info.status == "ok" else "red"
+        table.add_row(info.group, info.name, info.distribution, info.version, info.status, style=style)
+    _out.print(table)
+
+
+@data_app.command("synth")
+def synth(
+    out: Annotated[Path, typer.Argument(help="Dataset root to write.", show_default=False)],
+    train: Annotated[int, typer.Option(min=0, help="Training images.")] = 400,
+    val: Annotated[int, typer.Option(min=0, help="Validation images.")] = 100,
+    seed: Annotated[int, typer.Option(help="Generation seed (the bytes are a function of all options).")] = 0,
+    height: Annotated[int, typer.Option(min=32, help="Image height.")] = 256,
+    width: Annotated[int, typer.Option(min=32, help="Image width.")] = 320,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite a dataset already in OUT.")] = False,
+) -> None:
+    """Generate the built-in synthetic COCO-format dataset (many small objects, clutter, occlusion)."""
+    summary = api.synth_data(out, train=train, val=val, seed=seed, image_size=(height, width), force=force)
+    _out.print(
+        f"wrote {summary.images['train']} train / {summary.images['val']} val images "
+        f"({summary.annotations['train']} / {summary.annotations['val']} objects) to {out}"
+    )
+
+
+@recipe_app.command("show")
+def recipe_show(recipe: Annotated[Path, typer.Argument(show_default=False)], set_: SetOpt = None) -> None:
+    """Print the resolved recipe (base merged, overrides applied, defaults filled) as TOML."""
+    typer.echo(load_recipe(recipe, overrides=set_ or []).dump_toml())
+
+
+@recipe_app.command("validate")
+def recipe_validate(recipe: Annotated[Path, typer.Argument(show_default=False)], set_: SetOpt = None) -> None:
+    """Check a recipe; exit 0 when valid, 3 with the first problem otherwise."""
+    load_recipe(recipe, overrides=set_ or [])
+    _out.print(f"{recipe}: valid")
+
+
+@convert_app.command("slimmable")
+def convert_slimmable(
+    source: Annotated[Path, typer.Argument(help="slimmable_networks checkpoint (.pt).", show_default=False)],
+    output: Annotated[Path, typer.Argument(help="msad backbone file (.safetensors).", show_default=False)],
+    width: Annotated[Optional[float], typer.Option(help="Keep one width as a plain network (default: all widths).")] = None,
+) -> None:
+    """Convert the public slimmable ResNet-50 ImageNet checkpoint into an msad backbone file."""
+    path = api.convert_slimmable(source, output, width=width)
+    _out.print(f"wrote {path}")
+
+
+@convert_app.command("detectron2")
+def convert_detectron2(
+    source: Annotated[Path, typer.Argument(help="Original MSAD model_final.pth.", show_default=False)],
+    output: Annotated[Path, typer.Argument(help="msad weights (.safetensors).", show_default=False)],
+    recipe: Annotated[Path, typer.Option("--recipe", "-r", help="Recipe of the same width.", show_default=False)],
+    annotations: Annotated[Optional[Path], typer.Option(help="COCO json whose categories name the classes (default: COCO 2017's 80).")] = None,
+    role: Annotated[Optional[str], typer.Option(help="teacher or student (default: detected from the keys).")] = None,
+) -> None:
+    """Convert an original MSAD (Detectron2) teacher or student checkpoint into msad weights."""
+    path = api.convert_detectron2(source, output, recipe=load_recipe(recipe), annotations=annotations, role=role)
+    _out.print(f"wrote {path}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add these commands to ``app``."""
+    app.command("flops")(flops)
+    app.command("plugins")(plugins)
+    app.add_typer(data_app, name="data")
+    app.add_typer(recipe_app, name="recipe")
+    app.add_typer(convert_app, name="convert")

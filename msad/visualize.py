@@ -1,0 +1,41 @@
+"""Drawing detections on images (PNG output of ``msad predict``)."""
+
+from __future__ import annotations
+
+import colorsys
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+from torch import Tensor
+
+from msad.structures import Detections
+
+__all__ = ["class_colour", "draw_detections"]
+
+
+def class_colour(label: int) -> tuple[int, int, int]:
+    """A distinct, saturated RGB colour per label (golden-ratio hue walk)."""
+    hue = (label * 0.618033988749895) % 1.0
+    r, g, b = colorsys.hsv_to_rgb(hue, 0.85, 1.0)
+    return int(r * 255), int(g * 255), int(b * 255)
+
+
+def draw_detections(image: Tensor, detections: Detections, class_names: Sequence[str]) -> Image.Image:
+    """An RGB PIL image of ``image`` (uint8 ``[3, H, W]``) with boxes, class names and scores drawn.
+
+    Boxes must be in the frame of ``image``.
+    """
+    pil = Image.fromarray(np.ascontiguousarray(image.permute(1, 2, 0).cpu().numpy()))
+    draw = ImageDraw.Draw(pil)
+    font = ImageFont.load_default()
+    for box, score, label in zip(detections.boxes.tolist(), detections.scores.tolist(), detections.labels.tolist(), strict=True):
+        colour = class_colour(int(label))
+        draw.rectangle(box, outline=colour, width=2)
+        name = class_names[int(label)] if 0 <= int(label) < len(class_names) else str(label)
+        text = f"{name} {score:.2f}"
+        left, top, right, bottom = draw.textbbox((box[0], box[1]), text, font=font)
+        y = max(0, box[1] - (bottom - top) - 2)
+        draw.rectangle((box[0], y, box[0] + right - left + 2, y + bottom - top + 2), fill=colour)
+        draw.text((box[0] + 1, y), text, fill=(0, 0, 0), font=font)
+    return pil
