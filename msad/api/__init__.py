@@ -9,10 +9,7 @@
 """
 
 from msad.api.capacity import CapacityReport, CapacityRow, capacity, paper_recipe
-try:  # TEMP until the converter lands
-    from msad.api.convert import convert_detectron2
-except ImportError:
-    convert_detectron2 = None
+from msad.api.convert import convert_detectron2
 from msad.api.convert_backbone import convert_slimmable
 from msad.api.evaluation import METRICS, evaluate
 from msad.api.misc import plugins, synth_data

@@ -21,7 +21,7 @@ __all__ = ["FCOSHead", "build_fcos_head"]
 def _tower(channels: int, num_convs: int, norm: str) -> nn.Sequential:
     layers: list[nn.Module] = []
     for _ in range(num_convs):
-        layers.append(nn.Conv2d(channels, channels, 3, padding=1, bias=norm == "none"))
+        layers.append(nn.Conv2d(channels, channels, 3, padding=1))  # biased before GN, as AdelaiDet (and its checkpoints)
         if norm == "gn":
             layers.append(nn.GroupNorm(min(32, channels), channels))
         layers.append(nn.ReLU(inplace=True))
