@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import time
 from pathlib import Path
 
 from msad import api
 from msad.config import Recipe, load_recipe
+from msad.engine.metrics import read_metrics
 
 
 def _parse() -> argparse.Namespace:
@@ -43,11 +43,12 @@ def _ensure_data(root: Path, train: int, val: int) -> None:
         api.synth_data(root, train=train, val=val, seed=0)
 
 
-def _stage(name: str, fn, **kwargs) -> tuple[api.TrainResult, float]:
+def _stage(name: str, fn, **kwargs) -> tuple[api.TrainResult, float | None]:
+    """Run (or, with --resume, re-evaluate a finished) training; return it and its training seconds."""
     print(f"\n=== {name} ===", flush=True)
-    start = time.perf_counter()
     result = fn(**kwargs)
-    return result, time.perf_counter() - start
+    records = [r for r in read_metrics(result.output / "metrics.jsonl") if r.get("type") == "train"]
+    return result, (records[-1].get("elapsed") if records else None)
 
 
 def main() -> None:
@@ -66,6 +67,17 @@ def main() -> None:
     runs["student"] = _stage(
         "(d) MSAD student, LR", api.distill, recipe=student_recipe, teacher=teacher_weights, output=out / "student", **common
     )
+    # Controls: the student starts from the teacher, so it has seen twice the iterations of (b).
+    no_kd = load_recipe(args.recipe, overrides=[*args.sets, *args.distill_set, "distill.kd_weight=0"])
+    runs["no_kd"] = _stage(
+        "(e) student init from teacher, KD off", api.distill, recipe=no_kd, teacher=teacher_weights, output=out / "student_no_kd",
+        **common,
+    )
+    solver = base.solver
+    long_lr = load_recipe(args.recipe, overrides=[
+        *args.sets, "data.scale=0.5", f"solver.iters={2 * solver.iters}", f"solver.steps={[2 * s for s in solver.steps]}",
+    ])
+    runs["lr_long"] = _stage("(b2) FCOS LR baseline, 2x iterations", api.train, recipe=long_lr, output=out / "baseline_lr_2x", **common)
     branches = {b: api.evaluate(base, teacher_weights, branch=b)["metrics"] for b in ("hr", "lr")}
     report = api.capacity(base, widths=(_width(base),), image_size=(base.data.test_size, base.data.max_size), num_classes=5)
     cap = report.rows[0]
@@ -77,12 +89,16 @@ def main() -> None:
         ("    teacher, HR branch", "HR", branches["hr"], None, None),
         ("    teacher, LR branch", "LR", branches["lr"], None, None),
         ("(d) MSAD student", "LR", runs["student"][0].metrics, cap.student_capacity, runs["student"][1]),
+        ("(e) student init from teacher, no KD", "LR", runs["no_kd"][0].metrics, cap.student_capacity, runs["no_kd"][1]),
+        ("(b2) FCOS LR baseline, 2x iterations", "LR", runs["lr_long"][0].metrics, cap.student_capacity, runs["lr_long"][1]),
     ]
     table = _markdown(rows)
     print("\n" + table)
     gains = {
         "student_minus_lr_baseline_AP": runs["student"][0].metrics["AP"] - runs["lr"][0].metrics["AP"],
         "teacher_minus_student_AP": runs["teacher"][0].metrics["AP"] - runs["student"][0].metrics["AP"],
+        "kd_gain_AP": runs["student"][0].metrics["AP"] - runs["no_kd"][0].metrics["AP"],
+        "student_minus_lr_baseline_2x_AP": runs["student"][0].metrics["AP"] - runs["lr_long"][0].metrics["AP"],
     }
     print("\n" + ", ".join(f"{k} = {v:+.2f}" for k, v in gains.items()))
     (out / "accuracy.md").write_text(table + "\n")

@@ -56,7 +56,12 @@ class CapacityRow:
 
 @dataclass
 class CapacityReport:
-    """The capacity table and how it was measured."""
+    """The capacity table and how it was measured.
+
+    Attributes:
+        image_size: the HR image (h, w) of the paper's capacity column (backbone figures, unpadded).
+        padded_size: the HR image padded to the teacher's size multiple, which the whole-detector figures use.
+    """
 
     image_size: tuple[int, int]
     k: int
@@ -64,6 +69,7 @@ class CapacityReport:
     reference_gmacs: float
     rows: list[CapacityRow]
     skipped_ops: dict[str, int] = field(default_factory=dict)
+    padded_size: tuple[int, int] | None = None
 
     def to_json(self) -> str:
         """The report as JSON (units: GMACs, millions of parameters, capacity ratios)."""
@@ -73,9 +79,11 @@ class CapacityReport:
 class _Flat(nn.Module):
     """Wraps a model so that tracing sees a tuple of tensors (fvcore cannot trace dataclass outputs)."""
 
-    def __init__(self, fn) -> None:
+    def __init__(self, fn, owner: nn.Module | None = None) -> None:
         super().__init__()
         self.fn = fn
+        if owner is not None and owner is not fn:  # register the module a plain callable runs, so that tracing
+            self.owner = owner  # sees its parameters as parameters (not as grad-requiring constants, an error)
 
     def forward(self, x: Tensor) -> tuple[Tensor, ...]:
         return tuple(_tensors(self.fn(x)))
@@ -94,14 +102,22 @@ def _tensors(value) -> list[Tensor]:
     return []
 
 
-def count_macs(fn, image: Tensor) -> tuple[float, dict[str, int]]:
-    """``(multiply-adds, {skipped operator: count})`` of ``fn(image)`` measured by fvcore."""
+def count_macs(
+    fn, image: Tensor, *, owner: nn.Module | None = None, fold_bn: bool = False
+) -> tuple[float, dict[str, int]]:
+    """``(multiply-adds, {skipped operator: count})`` of ``fn(image)`` measured by fvcore.
+
+    ``owner`` is the module whose parameters ``fn`` uses when ``fn`` is not itself a module (e.g. a lambda).
+    ``fold_bn`` leaves batch norm out (it folds into the convolutions at inference), as the paper's capacity does.
+    """
     from fvcore.nn import FlopCountAnalysis
 
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")
-        analysis = FlopCountAnalysis(_Flat(fn), image)
+        analysis = FlopCountAnalysis(_Flat(fn, owner), image)
         analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none")
+        if fold_bn:  # a zero count (fvcore's ``None`` handle does not stop a default handle from counting)
+            analysis.set_op_handle("aten::batch_norm", lambda inputs, outputs: 0)
         total = float(analysis.total())
         skipped = dict(analysis.unsupported_ops())
     return total, skipped
@@ -121,12 +137,18 @@ def capacity(
 ) -> CapacityReport:
     """The capacity table for ``widths`` of the recipe's architecture at ``image_size`` (h, w).
 
-    The HR image is padded to the teacher's size multiple; the LR image is its ×1/k copy.
+    The paper's capacity column (backbone convolutions; batch norm folded) is measured on the HR image as given
+    and on its ×1/k copy, so that the width-1.0 reference is S-R50 at exactly ``image_size`` (87.3 GMACs at
+    800×1333).
+    The whole-detector figures use the HR image padded to the teacher's size multiple (HR and LR pyramids
+    must align) and its ×1/k copy.
     """
     k = recipe.teacher.k
     mult = recipe.teacher.size_divisibility
-    h, w = _padded(image_size[0], mult), _padded(image_size[1], mult)
+    h0, w0 = image_size
+    h, w = _padded(h0, mult), _padded(w0, mult)
     hr, lr = torch.zeros(1, 3, h, w), torch.zeros(1, 3, h // k, w // k)
+    hr_bb, lr_bb = torch.zeros(1, 3, h0, w0), torch.zeros(1, 3, math.ceil(h0 / k), math.ceil(w0 / k))
     skipped: dict[str, int] = {}
     measured = []
     for width in widths:
@@ -135,18 +157,19 @@ def capacity(
         student = build_model(r, role="student", num_classes=num_classes, teacher=teacher).eval()
         baseline = build_model(r, role="baseline", num_classes=num_classes).eval()
         costs = {}
-        for name, fn, image in (
-            ("bb_hr", teacher.detector.backbone, hr), ("bb_lr", teacher.detector.backbone, lr),
-            ("baseline", baseline, hr), ("student", student, lr),
-            ("teacher", lambda x, t=teacher: t(x, branches=("fused",)).fused, hr),
+        for name, fn, image, owner in (
+            ("bb_hr", teacher.detector.backbone, hr_bb, None), ("bb_lr", teacher.detector.backbone, lr_bb, None),
+            ("baseline", baseline, hr, None), ("student", student, lr, None),
+            ("teacher", lambda x, t=teacher: t(x, branches=("fused",)).fused, hr, teacher),
         ):
-            costs[name], ops = count_macs(fn, image)
+            costs[name], ops = count_macs(fn, image, owner=owner, fold_bn=name.startswith("bb_"))
             for op, n in ops.items():
                 skipped[op] = skipped.get(op, 0) + n
         measured.append((width, costs, _params_m(baseline), _params_m(teacher), _params_m(student)))
     reference = next((c["bb_hr"] for wd, c, *_ in measured if wd == 1.0), None)
     if reference is None:
-        reference = count_macs(build_model(_with_width(recipe, 1.0), role="baseline", num_classes=num_classes).backbone, hr)[0]
+        reference_model = build_model(_with_width(recipe, 1.0), role="baseline", num_classes=num_classes).eval()
+        reference = count_macs(reference_model.backbone, hr_bb, fold_bn=True)[0]
     rows = [
         CapacityRow(
             width=wd, teacher_capacity=(c["bb_hr"] + c["bb_lr"]) / reference, student_capacity=c["bb_lr"] / reference,
@@ -156,7 +179,7 @@ def capacity(
         )
         for wd, c, pb, pt, ps in measured
     ]
-    report = CapacityReport((h, w), k, num_classes, reference / 1e9, rows, skipped)
+    report = CapacityReport((h0, w0), k, num_classes, reference / 1e9, rows, skipped, padded_size=(h, w))
     if json_out is not None:
         atomic_write_text(json_out, report.to_json())
     return report

@@ -36,8 +36,9 @@ def flops(
         raise typer.BadParameter("--set needs a RECIPE")
     r = load_recipe(recipe, overrides=set_ or []) if recipe else api.paper_recipe()
     report = api.capacity(r, image_size=(height, width), num_classes=classes, json_out=json_out)
-    h, w = report.image_size
-    table = Table(title=f"capacity at {h}×{w} (HR, padded), LR ×1/{report.k}; reference {report.reference_gmacs:.1f} GMACs")
+    (h, w), (ph, pw) = report.image_size, report.padded_size or report.image_size
+    table = Table(title=f"capacity at {h}×{w} (HR), LR ×1/{report.k}; reference {report.reference_gmacs:.1f} GMACs; "
+                  f"detector GMACs on the HR image padded to {ph}×{pw}")
     for col in ("width", "capacity T/S (paper)", "backbone GMACs HR/LR", "detector GMACs HR / teacher / student", "params M HR/T/S"):
         table.add_column(col, justify="right")
     for row in report.rows:

@@ -1,0 +1,125 @@
+"""The Python API end to end: train_teacher → distill → evaluate, and what the runs leave behind."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from msad import api
+from msad.api.data import train_collator, train_dataset
+from msad.api.training import build_task
+from msad.build import build_distill_loss
+from msad.config import Recipe
+from msad.engine.checkpoint import CheckpointError
+from msad.tasks.detection import DetectionTask
+from msad.tasks.student import StudentTask
+
+RUN_FILES = ("last.safetensors", "metrics.jsonl", "curves.png", "recipe.toml", "environment.json")
+
+
+def _same_metrics(a: dict[str, float], b: dict[str, float]) -> bool:
+    """Equal metric dicts, NaN equal to NaN (APl is NaN when the val set has no large objects)."""
+    return a.keys() == b.keys() and all(
+        (math.isnan(x) and math.isnan(y)) if isinstance(x, float) and math.isnan(x) else x == y
+        for x, y in ((a[k], b[k]) for k in a)
+    )
+
+
+@pytest.mark.parametrize("stage", ["teacher", "student"])
+def test_runs_write_their_files_and_metadata(stage: str, request: pytest.FixtureRequest, tiny_recipe: Recipe) -> None:
+    result: api.TrainResult = request.getfixturevalue(f"trained_{stage}")
+    for name in RUN_FILES:
+        assert (result.output / name).is_file(), f"{stage} run lacks {name}"
+    assert result.weights == result.output / "last.safetensors"
+    assert set(api.METRICS) <= set(result.metrics)
+    # the metrics log holds the training losses of the logged iterations
+    rows = [json.loads(line) for line in (result.output / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    assert any(row.get("iteration") == 4 for row in rows)
+
+    ckpt = api.read_checkpoint(result.weights)
+    assert ckpt.role == stage
+    assert ckpt.width == 0.25
+    assert json.loads(ckpt.metadata["width"]) == 0.25
+    assert json.loads(ckpt.metadata["iteration"]) == 4
+    val = json.loads(Path(tiny_recipe.data.val_annotations).read_text())
+    cats = sorted(val["categories"], key=lambda c: c["id"])
+    assert [cid for cid, _ in ckpt.label_space] == [c["id"] for c in cats]
+    assert [name for _, name in ckpt.label_space] == [c["name"] for c in cats]
+    assert json.loads(ckpt.metadata["classes"]) == [c["name"] for c in cats]
+    assert json.loads(ckpt.metadata["category_ids"]) == [c["id"] for c in cats]
+    assert ckpt.recipe == tiny_recipe.model_copy(update={"run": tiny_recipe.run.model_copy(update={"output": str(result.output)})})
+
+
+def test_read_checkpoint_refuses_the_wrong_role(trained_student: api.TrainResult) -> None:
+    with pytest.raises(CheckpointError, match="student.*expected a teacher"):
+        api.read_checkpoint(trained_student.weights, role="teacher")
+
+
+@pytest.mark.parametrize("stage", ["teacher", "student"])
+def test_evaluate_reports_coco_metrics_and_is_deterministic(stage: str, request: pytest.FixtureRequest, tiny_recipe: Recipe, tmp_path: Path) -> None:
+    result: api.TrainResult = request.getfixturevalue(f"trained_{stage}")
+    first = api.evaluate(tiny_recipe, result.weights, json_out=tmp_path / "m.json")
+    second = api.evaluate(tiny_recipe, result.weights)
+    assert list(first["metrics"]) == list(api.METRICS)
+    assert first["role"] == stage
+    assert first["branch"] == ("fused" if stage == "teacher" else None)
+    assert _same_metrics(first["metrics"], second["metrics"])
+    # the final in-training evaluation saw the same weights and data
+    assert _same_metrics(first["metrics"], {k: result.metrics[k] for k in api.METRICS})
+    written = json.loads((tmp_path / "m.json").read_text())
+    assert _same_metrics(written["metrics"], first["metrics"]) and written["role"] == stage
+
+
+def test_evaluate_teacher_branches(trained_teacher: api.TrainResult, tiny_recipe: Recipe) -> None:
+    for branch in ("hr", "lr"):
+        report = api.evaluate(tiny_recipe, trained_teacher.weights, branch=branch)
+        assert report["branch"] == branch and list(report["metrics"]) == list(api.METRICS)
+
+
+def test_evaluate_branch_on_a_student_is_refused(trained_student: api.TrainResult, tiny_recipe: Recipe) -> None:
+    with pytest.raises(ValueError, match="--branch applies to teacher weights"):
+        api.evaluate(tiny_recipe, trained_student.weights, branch="hr")
+
+
+def _student_batch(recipe: Recipe):
+    """Four augmented training items collated as the student's training batches are (HR, teacher padding)."""
+    dataset = train_dataset(recipe)
+    return train_collator(recipe, "student")([dataset[(i, 7)] for i in range(4)])
+
+
+def test_kd_weight_zero_is_plain_low_resolution_training(tiny_recipe: Recipe, trained_teacher: api.TrainResult) -> None:
+    recipe = tiny_recipe.model_copy(update={"distill": tiny_recipe.distill.model_copy(update={"kd_weight": 0.0})})
+    teacher = api.read_checkpoint(trained_teacher.weights, role="teacher")
+    label_space = teacher.label_space
+    torch.manual_seed(0)
+    task = build_task(recipe, "student", label_space=label_space, teacher=teacher)
+    assert isinstance(task, StudentTask) and task.kd_weight == 0.0
+    init = copy.deepcopy(task.model.state_dict())
+    plain = DetectionTask(model=copy.deepcopy(task.model), criterion=task.criterion, postprocess=task.postprocess, input_factor=recipe.teacher.k)
+    plain.model.load_state_dict(init)
+    batch = _student_batch(recipe)
+
+    task.model.train(), plain.model.train()
+    kd0 = task.losses(task.model, batch, iteration=10)
+    lr = plain.losses(plain.model, batch, iteration=10)
+    assert "loss_kd" not in kd0
+    assert set(kd0) == set(lr) == {"loss_cls", "loss_box", "loss_ctr"}
+    for name in lr:
+        assert torch.equal(kd0[name], lr[name]), name
+
+    # with a positive weight the detection terms are unchanged and loss_kd appears
+    kd = StudentTask(
+        model=copy.deepcopy(plain.model), teacher=task.teacher, distill_loss=build_distill_loss(recipe), kd_weight=1.0,
+        ramp_iters=0, criterion=task.criterion, postprocess=task.postprocess, input_factor=recipe.teacher.k,
+    )
+    kd.model.load_state_dict(init)
+    kd.model.train()
+    with_kd = kd.losses(kd.model, batch, iteration=10)
+    assert with_kd["loss_kd"].item() > 0
+    for name in lr:
+        assert torch.equal(with_kd[name], lr[name]), name

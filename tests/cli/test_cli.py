@@ -1,0 +1,336 @@
+"""The ``msad`` command: thin shells over the API, and one clear line for every bad input.
+
+Success paths go through ``typer.testing.CliRunner`` or :func:`msad.cli.main.main`; error paths through
+``main()`` (the CLI's error boundary), checking the exit code, a single ``msad: error: …`` line on stderr, no
+traceback, and that nothing already on disk changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import msad
+from msad import api
+from msad.cli.main import app, main
+from msad.config import Recipe, load_recipe
+
+TINY_RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "tiny.toml"
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """``main(argv)`` → ``(exit code, stdout, stderr)``."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as excinfo:
+        main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    code = excinfo.value.code
+    return (0 if code is None else code), out, err
+
+
+def fails(argv: list[str], capsys: pytest.CaptureFixture[str], code: int, *fragments: str) -> str:
+    """Run ``argv``, expect exit ``code`` and one ``msad: error:`` line containing every fragment; return it."""
+    got, out, err = run(argv, capsys)
+    assert got == code, f"exit {got}, expected {code}; stderr: {err!r}"
+    assert "Traceback" not in err + out
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, f"expected one line on stderr, got: {err!r}"
+    line = lines[0]
+    assert line.startswith("msad: error: ")
+    assert "internal error" not in line
+    for fragment in fragments:
+        assert fragment in line, f"{fragment!r} not in {line!r}"
+    return line
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): digest(p) for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+# -- the root command --------------------------------------------------------------------------------------------
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(["--version"], capsys)
+    assert code == 0 and out.strip() == f"msad {msad.__version__}"
+
+
+def test_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(["frobnicate"], capsys)
+    assert code == 2
+    assert "frobnicate" in err and "Traceback" not in err + out
+
+
+@pytest.mark.parametrize("argv", [
+    ["eval", "{recipe}", "-w", "x.safetensors", "--branch", "middle"],
+    ["train", "{recipe}", "--gpus", "0"],
+    ["flops", "--set", "model.backbone.width=0.5"],
+    ["eval", "{recipe}"],  # --weights is required
+])
+def test_bad_options_are_usage_errors(argv: list[str], tiny_recipe_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run([a.replace("{recipe}", str(tiny_recipe_file)) for a in argv], capsys)
+    assert code == 2 and "Traceback" not in err + out
+
+
+# -- recipes and plugins ----------------------------------------------------------------------------------------
+
+
+def test_recipe_show_reloads_to_an_equal_recipe(tiny_recipe_file: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    result = runner.invoke(app, ["recipe", "show", str(tiny_recipe_file), "--set", "solver.lr=0.02", "--set", "distill.kd_weight=2.5"])
+    assert result.exit_code == 0, result.output
+    shown = tmp_path / "shown.toml"
+    shown.write_text(result.stdout, encoding="utf-8")
+    again = load_recipe(shown)
+    assert again == load_recipe(tiny_recipe_file, overrides=["solver.lr=0.02", "distill.kd_weight=2.5"])
+    assert again.solver.lr == 0.02 and again.distill.kd_weight == 2.5
+
+
+def test_recipe_show_of_the_shipped_file_round_trips(tmp_path: Path) -> None:
+    result = CliRunner().invoke(app, ["recipe", "show", str(TINY_RECIPE)])
+    assert result.exit_code == 0, result.output
+    (tmp_path / "r.toml").write_text(result.stdout, encoding="utf-8")
+    assert load_recipe(tmp_path / "r.toml") == load_recipe(TINY_RECIPE)
+
+
+def test_recipe_validate(tiny_recipe_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(["recipe", "validate", tiny_recipe_file], capsys)
+    assert code == 0 and "valid" in out and not err.strip()
+    fails(["recipe", "validate", tiny_recipe_file, "--set", "solver.lrr=0.1"], capsys, 3, "solver.lrr", "did you mean", "'lr'")
+
+
+def test_plugins_lists_the_builtins_as_ok(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(["plugins", "--json"], capsys)
+    assert code == 0
+    status = {info["name"]: info["status"] for info in json.loads(out)}
+    for name in ("slimmable_resnet", "fpn", "fcos", "msad_l1", "mse", "cwd"):
+        assert status.get(name) == "ok", (name, status.get(name))
+    code, out, _ = run(["plugins"], capsys)
+    assert code == 0
+    for name in ("slimmable_resnet", "fpn", "fcos", "msad_l1", "mse", "cwd"):
+        assert name in out
+
+
+# -- bad recipes: exit 3, and nothing is started -------------------------------------------------------------------
+
+
+def test_unknown_recipe_key_in_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text(f'base = "{TINY_RECIPE}"\n\n[solver]\nwarmup_iter = 10\n', encoding="utf-8")
+    out = tmp_path / "run"
+    fails(["teacher", bad, "-o", out], capsys, 3, "solver.warmup_iter", "did you mean", "warmup_iters")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("override, fragment", [
+    ("solver.iters=abc", "solver.iters"),
+    ("solver.iters=-5", "solver.iters"),
+    ("data.max_sise=10", "did you mean"),
+    ("novalue", "novalue"),
+])
+def test_bad_set_value(override: str, fragment: str, tiny_recipe_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    fails(["train", tiny_recipe_file, "--set", override, "-o", out], capsys, 3, fragment)
+    assert not out.exists()
+
+
+def test_missing_recipe_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fails(["teacher", tmp_path / "nope.toml", "-o", tmp_path / "run"], capsys, 3, "nope.toml")
+    assert not (tmp_path / "run").exists()
+
+
+# -- runs are never overwritten by accident -------------------------------------------------------------------------
+
+
+def test_an_existing_run_is_refused_and_force_starts_over(
+    trained_teacher: api.TrainResult, tiny_recipe_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    run_dir = tmp_path / "teacher"
+    shutil.copytree(trained_teacher.output, run_dir)
+    before = tree_digest(run_dir)
+    fails(["teacher", tiny_recipe_file, "-o", run_dir], capsys, 1, str(run_dir), "already holds a run", "--force")
+    assert tree_digest(run_dir) == before
+
+    code, _, err = run(["teacher", tiny_recipe_file, "-o", run_dir, "--force", "--set", "solver.iters=2", "--set", "solver.steps=[1]"], capsys)
+    assert code == 0, err
+    assert digest(run_dir / "last.safetensors") != before["last.safetensors"]
+    ckpt = api.read_checkpoint(run_dir / "last.safetensors", role="teacher")
+    assert json.loads(ckpt.metadata["iteration"]) == 2
+
+
+# -- weights files ------------------------------------------------------------------------------------------------
+
+
+def test_distill_from_a_student_checkpoint_names_the_role(
+    trained_student: api.TrainResult, tiny_recipe_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    line = fails(["distill", tiny_recipe_file, "--teacher", trained_student.weights, "-o", tmp_path / "s"], capsys, 1, "student", "teacher")
+    assert "role" in line or "expected a teacher" in line
+    assert not (tmp_path / "s").exists()
+
+
+def test_distill_from_a_teacher_of_another_width(
+    trained_teacher: api.TrainResult, tiny_recipe_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    fails(
+        ["distill", tiny_recipe_file, "--teacher", trained_teacher.weights, "--set", "model.backbone.width=0.5", "-o", tmp_path / "s"],
+        capsys, 1, "width", "0.25", "0.5",
+    )
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.fixture
+def truncated_weights(trained_teacher: api.TrainResult, tmp_path: Path) -> Path:
+    path = tmp_path / "truncated.safetensors"
+    data = trained_teacher.weights.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path
+
+
+@pytest.mark.parametrize("command", ["eval", "distill", "predict"])
+def test_truncated_weights(command: str, truncated_weights: Path, tiny_recipe_file: Path, synth_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    argv = {
+        "eval": ["eval", tiny_recipe_file, "-w", truncated_weights],
+        "distill": ["distill", tiny_recipe_file, "-t", truncated_weights, "-o", out],
+        "predict": ["predict", synth_dataset / "val", "-w", truncated_weights, "-o", out],
+    }[command]
+    fails(argv, capsys, 1, "truncated.safetensors", "truncated")
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("zipfile", [True, False], ids=["zip", "legacy"])
+def test_torch_pickle_suggests_convert(zipfile: bool, tiny_recipe_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "model_final.pt"
+    torch.save({"model": {"w": torch.zeros(2)}}, path, _use_new_zipfile_serialization=zipfile)
+    fails(["eval", tiny_recipe_file, "--weights", path], capsys, 1, "model_final.pt", "msad convert")
+
+
+def test_missing_weights(tiny_recipe_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fails(["eval", tiny_recipe_file, "-w", tmp_path / "nope.safetensors"], capsys, 1, "nope.safetensors")
+
+
+# -- data problems ------------------------------------------------------------------------------------------------
+
+
+def _rewrite_json(src: Path, dst: Path, edit) -> Path:
+    data = json.loads(src.read_text())
+    edit(data)
+    dst.write_text(json.dumps(data))
+    return dst
+
+
+def _rename_first_category(data: dict) -> None:
+    data["categories"][0]["name"] = "zebra"
+
+
+def _add_category(data: dict) -> None:
+    data["categories"].append({"id": 999, "name": "unicorn", "supercategory": "none"})
+
+
+@pytest.mark.parametrize("edit, fragment", [(_rename_first_category, "zebra"), (_add_category, "unicorn")], ids=["renamed", "extra"])
+def test_eval_on_a_val_set_with_other_classes(
+    edit, fragment: str, trained_teacher: api.TrainResult, tiny_recipe_file: Path, synth_dataset: Path, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    val = _rewrite_json(synth_dataset / "annotations" / "val.json", tmp_path / "val.json", edit)
+    fails(["eval", tiny_recipe_file, "-w", trained_teacher.weights, "--set", f'data.val_annotations="{val}"'], capsys, 1, fragment)
+
+
+def test_distill_on_training_data_with_other_classes(
+    trained_teacher: api.TrainResult, tiny_recipe_file: Path, synth_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    train = _rewrite_json(synth_dataset / "annotations" / "train.json", tmp_path / "train.json", _rename_first_category)
+    out = tmp_path / "s"
+    fails(["distill", tiny_recipe_file, "-t", trained_teacher.weights, "--set", f'data.train_annotations="{train}"', "-o", out], capsys, 1, "zebra")
+    assert not (out / "last.safetensors").exists()
+
+
+@pytest.mark.parametrize("command", ["train", "eval"])
+def test_an_empty_dataset(command: str, trained_baseline: api.TrainResult, tiny_recipe_file: Path, synth_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    empty = _rewrite_json(synth_dataset / "annotations" / "val.json", tmp_path / "empty.json", lambda d: d.update(images=[], annotations=[]))
+    out = tmp_path / "run"
+    argv = {
+        "train": ["train", tiny_recipe_file, "--set", f'data.train_annotations="{empty}"', "-o", out],
+        "eval": ["eval", tiny_recipe_file, "-w", trained_baseline.weights, "--set", f'data.val_annotations="{empty}"'],
+    }[command]
+    fails(argv, capsys, 1, "empty.json", "no images")
+    assert not (out / "last.safetensors").exists()
+
+
+def test_data_synth_never_overwrites_without_force(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "ds"
+    small = ["--train", "2", "--val", "1", "--height", "64", "--width", "80"]
+    code, out, err = run(["data", "synth", root, *small], capsys)
+    assert code == 0, err
+    assert "wrote 2 train / 1 val images" in out
+    before = tree_digest(root)
+    fails(["data", "synth", root, *small, "--seed", "5"], capsys, 1, str(root), "--force")
+    assert tree_digest(root) == before
+    code, _, err = run(["data", "synth", root, *small, "--seed", "5", "--force"], capsys)
+    assert code == 0, err
+    assert digest(root / "annotations" / "train.json") != before["annotations/train.json"]
+
+
+# -- eval and predict ---------------------------------------------------------------------------------------------
+
+
+def test_eval_json_matches_the_api(trained_student: api.TrainResult, tiny_recipe: Recipe, tiny_recipe_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out_json = tmp_path / "metrics.json"
+    code, out, err = run(["eval", tiny_recipe_file, "-w", trained_student.weights, "--json", out_json], capsys)
+    assert code == 0, err
+    assert "AP50" in out
+    written = json.loads(out_json.read_text())
+    assert written["role"] == "student" and written["branch"] is None
+    expected = api.evaluate(tiny_recipe, trained_student.weights)["metrics"]
+    assert list(written["metrics"]) == list(expected)
+    for key, value in expected.items():
+        assert (math.isnan(value) and math.isnan(written["metrics"][key])) or written["metrics"][key] == value, key
+
+
+def test_eval_branch_of_a_student_is_refused(trained_student: api.TrainResult, tiny_recipe_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fails(["eval", tiny_recipe_file, "-w", trained_student.weights, "--branch", "hr"], capsys, 1, "--branch", "student")
+
+
+def test_predict_command(trained_student: api.TrainResult, synth_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "pred"
+    images = sorted((synth_dataset / "val").iterdir())[:2]
+    code, stdout, err = run(["predict", *images, "-w", trained_student.weights, "-o", out, "--score-threshold", "0", "--device", "cpu"], capsys)
+    assert code == 0, err
+    preds = json.loads((out / "predictions.json").read_text())
+    assert preds and {p["file_name"] for p in preds} <= {str(p) for p in images}
+    assert sorted(p.name for p in out.glob("*.png")) == sorted(f"{p.stem}.png" for p in images)
+    assert "predictions.json" in stdout
+
+
+def test_predict_on_a_corrupt_image(trained_student: api.TrainResult, synth_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    images = tmp_path / "images"
+    images.mkdir()
+    shutil.copy(next((synth_dataset / "val").iterdir()), images / "good.png")
+    (images / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0" + bytes(range(256)) * 3)
+    out = tmp_path / "pred"
+    fails(["predict", images, "-w", trained_student.weights, "-o", out], capsys, 1, "broken.jpg")
+    assert not (out / "predictions.json").exists()
+    assert not out.exists() or not list(out.glob("*.png"))
+
+
+def test_flops_command(tiny_recipe_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out_json = tmp_path / "flops.json"
+    code, out, err = run(["flops", tiny_recipe_file, "--height", "64", "--width", "96", "--classes", "3", "--json", out_json], capsys)
+    assert code == 0, err
+    report = json.loads(out_json.read_text())
+    assert report["image_size"] == [64, 96] and report["num_classes"] == 3
+    assert [row["width"] for row in report["rows"]] == [1.0, 0.75, 0.5, 0.25]
+    assert report["rows"][0]["backbone_gmacs_hr"] == pytest.approx(report["reference_gmacs"])
+    assert "reference" in out and "0.25" in out
