@@ -103,12 +103,13 @@ def _tensors(value) -> list[Tensor]:
 
 
 def count_macs(
-    fn, image: Tensor, *, owner: nn.Module | None = None, fold_bn: bool = False
+    fn, image: Tensor, *, owner: nn.Module | None = None, fold_bn: bool = False, exclude: Sequence[str] = ()
 ) -> tuple[float, dict[str, int]]:
     """``(multiply-adds, {skipped operator: count})`` of ``fn(image)`` measured by fvcore.
 
     ``owner`` is the module whose parameters ``fn`` uses when ``fn`` is not itself a module (e.g. a lambda).
     ``fold_bn`` leaves batch norm out (it folds into the convolutions at inference), as the paper's capacity does.
+    ``exclude`` names submodules of ``fn`` (a module) whose cost is left out, e.g. ``("stem",)``.
     """
     from fvcore.nn import FlopCountAnalysis
 
@@ -119,6 +120,9 @@ def count_macs(
         if fold_bn:  # a zero count (fvcore's ``None`` handle does not stop a default handle from counting)
             analysis.set_op_handle("aten::batch_norm", lambda inputs, outputs: 0)
         total = float(analysis.total())
+        if exclude:
+            by_module = analysis.by_module()
+            total -= sum(float(by_module.get(f"fn.{name}", 0)) for name in exclude)
         skipped = dict(analysis.unsupported_ops())
     return total, skipped
 
@@ -139,15 +143,20 @@ def capacity(
 
     The paper's capacity column (backbone convolutions; batch norm folded) is measured on the HR image as given
     and on its ×1/k copy, so that the width-1.0 reference is S-R50 at exactly ``image_size`` (87.3 GMACs at
-    800×1333).
-    The whole-detector figures use the HR image padded to the teacher's size multiple (HR and LR pyramids
-    must align) and its ×1/k copy.
+    800×1333). The ratios leave out the 7×7 stem (3 % of the reference), whose cost grows with w rather than w²:
+    so measured, they are the paper's w²·1.25 and w²·0.25 (with the stem, w 0.75 and 0.5 read 0.71 and 0.32);
+    the GMACs columns include the stem.
+    The whole-detector figures pad the HR image to ``data.size_divisibility`` (baseline, student) or to the
+    teacher's multiple (HR and LR pyramids must align).
     """
     k = recipe.teacher.k
     mult = recipe.teacher.size_divisibility
     h0, w0 = image_size
     h, w = _padded(h0, mult), _padded(w0, mult)
     hr, lr = torch.zeros(1, 3, h, w), torch.zeros(1, 3, h // k, w // k)
+    d = recipe.data.size_divisibility * k
+    hr_plain = torch.zeros(1, 3, _padded(h0, d), _padded(w0, d))
+    lr_plain = torch.zeros(1, 3, _padded(h0, d) // k, _padded(w0, d) // k)
     hr_bb, lr_bb = torch.zeros(1, 3, h0, w0), torch.zeros(1, 3, math.ceil(h0 / k), math.ceil(w0 / k))
     skipped: dict[str, int] = {}
     measured = []
@@ -159,20 +168,25 @@ def capacity(
         costs = {}
         for name, fn, image, owner in (
             ("bb_hr", teacher.detector.backbone, hr_bb, None), ("bb_lr", teacher.detector.backbone, lr_bb, None),
-            ("baseline", baseline, hr, None), ("student", student, lr, None),
+            ("baseline", baseline, hr_plain, None), ("student", student, lr_plain, None),
             ("teacher", lambda x, t=teacher: t(x, branches=("fused",)).fused, hr, teacher),
         ):
             costs[name], ops = count_macs(fn, image, owner=owner, fold_bn=name.startswith("bb_"))
+            if name.startswith("bb_"):
+                costs[f"{name}_body"] = count_macs(fn, image, fold_bn=True, exclude=("stem",))[0]
             for op, n in ops.items():
                 skipped[op] = skipped.get(op, 0) + n
         measured.append((width, costs, _params_m(baseline), _params_m(teacher), _params_m(student)))
     reference = next((c["bb_hr"] for wd, c, *_ in measured if wd == 1.0), None)
+    body_reference = next((c["bb_hr_body"] for wd, c, *_ in measured if wd == 1.0), None)
     if reference is None:
         reference_model = build_model(_with_width(recipe, 1.0), role="baseline", num_classes=num_classes).eval()
         reference = count_macs(reference_model.backbone, hr_bb, fold_bn=True)[0]
+        body_reference = count_macs(reference_model.backbone, hr_bb, fold_bn=True, exclude=("stem",))[0]
     rows = [
         CapacityRow(
-            width=wd, teacher_capacity=(c["bb_hr"] + c["bb_lr"]) / reference, student_capacity=c["bb_lr"] / reference,
+            width=wd, teacher_capacity=(c["bb_hr_body"] + c["bb_lr_body"]) / body_reference,
+            student_capacity=c["bb_lr_body"] / body_reference,
             backbone_gmacs_hr=c["bb_hr"] / 1e9, backbone_gmacs_lr=c["bb_lr"] / 1e9, baseline_gmacs=c["baseline"] / 1e9,
             teacher_gmacs=c["teacher"] / 1e9, student_gmacs=c["student"] / 1e9,
             baseline_params_m=pb, teacher_params_m=pt, student_params_m=ps,

@@ -1,10 +1,9 @@
 """``api.capacity`` (``msad flops``): the paper's capacity column and the whole-detector cost.
 
 The paper's column is w²·1.25 (teacher, HR + LR) and w²·0.25 (student, LR) of the width-1.0 HR backbone
-(87.3 GMACs of convolutions at 800×1333): 1.25/0.25, 0.70/0.14, 0.31/0.06, 0.08/0.02. Measured multiply-adds
-sit slightly above w² because the stem convolution (3 input channels at every width) scales with w, not w²:
-the students round to the paper's figures, the teachers come out 0.71 and 0.32 for w 0.75 and 0.5 — within
-0.01 of w²·1.25.
+(87.3 GMACs of convolutions at 800×1333): 1.25/0.25, 0.70/0.14, 0.31/0.06, 0.08/0.02. The ratios are measured
+over the stages res2–res5: the 7×7 stem (3 input channels at every width) scales with w, not w², and with it
+the teachers at w 0.75 and 0.5 would read 0.71 and 0.32.
 """
 
 from __future__ import annotations
@@ -23,14 +22,12 @@ def _check_ratios(report: api.CapacityReport) -> None:
         teacher, student = PAPER[row.width]
         w2 = row.width**2
         assert round(row.student_capacity, 2) == student, row
+        assert round(row.teacher_capacity, 2) == teacher, row
         assert abs(row.student_capacity - 0.25 * w2) <= 0.003, row
-        assert abs(row.teacher_capacity - 1.25 * w2) <= 0.01, row
-        assert row.teacher_capacity >= 1.25 * w2 - 1e-9, row  # the w-linear stem term only adds
-        if row.width in (1.0, 0.25):
-            assert round(row.teacher_capacity, 2) == teacher, row
+        assert abs(row.teacher_capacity - 1.25 * w2) <= 0.005, row
         # the teacher pays for an HR and an LR pass; the LR pass is the student's backbone
-        assert row.teacher_capacity == pytest.approx(row.student_capacity + row.backbone_gmacs_hr * 1e9 / (report.reference_gmacs * 1e9))
-        assert row.backbone_gmacs_lr == pytest.approx(row.student_capacity * report.reference_gmacs)
+        assert row.teacher_capacity - row.student_capacity == pytest.approx(w2, abs=0.003)
+        assert row.backbone_gmacs_lr == pytest.approx(row.backbone_gmacs_hr / 4, rel=0.01)
 
 
 def test_capacity_ratios_at_a_small_size() -> None:
