@@ -21,7 +21,7 @@ from msad.config import Recipe, recipe_from_dict
 from msad.data import build_train_loader
 from msad.engine import RunSettings, SolverSettings, Trainer, launch
 from msad.engine.checkpoint import CheckpointError
-from msad.engine.distributed import get_world_size
+from msad.engine.distributed import get_rank, get_world_size
 from msad.ops.losses import FCOSCriterion
 from msad.ops.postprocess import FCOSPostProcess
 from msad.tasks.detection import DetectionTask
@@ -98,6 +98,9 @@ def _train_worker(job: _Job) -> dict[str, float]:
             f"the training data's {train_set.class_names}"
         )
     task = build_task(recipe, job.role, label_space=train_set.label_space, teacher=teacher_ckpt, train_set=train_set)
+    if job.role == "student" and get_rank() == 0:
+        mode = {"eval": "eval mode (running statistics)", "train": "train mode (batch statistics, as the reference)"}
+        print(f"teacher {job.teacher}: frozen, BatchNorm in {mode[recipe.distill.teacher_bn]}", flush=True)
     stage = recipe.solver_for(_STAGE[job.role])
     solver = SolverSettings(**_solver_kwargs(stage))
     run = recipe.run
@@ -152,6 +155,8 @@ def build_task(
         "evaluator": _evaluator(recipe, role, label_space, train_set, val_batch_size),
         "metadata": detector_metadata(recipe, role=role, label_space=list(label_space)),
     }
+    if role == "student":
+        common["metadata"]["teacher_bn"] = recipe.distill.teacher_bn
     if role == "baseline":
         return DetectionTask(model=model or build_model(recipe, role=role, num_classes=num_classes), **common)
     if role == "teacher":

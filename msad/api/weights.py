@@ -11,7 +11,7 @@ from torch import Tensor, nn
 import msad
 from msad.build import ROLES, build_model, model_width
 from msad.config import Recipe, recipe_from_dict
-from msad.engine.checkpoint import CheckpointError, load_weights
+from msad.engine.checkpoint import CheckpointError, load_weights, state_mismatch
 from msad.errors import RecipeError
 
 __all__ = ["Checkpoint", "detector_metadata", "read_checkpoint", "load_model", "check_compatible"]
@@ -107,18 +107,7 @@ def load_model(ckpt: Checkpoint) -> nn.Module:
 
 def load_state(model: nn.Module, state: dict[str, Tensor], *, source: Path | str) -> None:
     """``model.load_state_dict(state)`` with a one-line :class:`CheckpointError` on any mismatch."""
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    shapes = [k for k in expected if k in state and state[k].shape != expected[k].shape]
-    if missing or unexpected or shapes:
-        parts = []
-        if shapes:
-            k = shapes[0]
-            parts.append(f"{len(shapes)} shape mismatches (e.g. {k}: {tuple(state[k].shape)} vs {tuple(expected[k].shape)})")
-        if missing:
-            parts.append(f"{len(missing)} missing tensors (e.g. {missing[0]})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected tensors (e.g. {unexpected[0]})")
-        raise CheckpointError(f"{source}: weights do not fit the model: {'; '.join(parts)}")
+    problem = state_mismatch(model.state_dict(), state)
+    if problem:
+        raise CheckpointError(f"{source}: weights do not fit the model: {problem}")
     model.load_state_dict(state)

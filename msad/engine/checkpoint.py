@@ -37,6 +37,7 @@ __all__ = [
     "load_weights",
     "save_tensors",
     "read_tensors",
+    "state_mismatch",
 ]
 
 #: ``format`` metadata of msad weight files.
@@ -223,3 +224,28 @@ def _one_line(err: BaseException) -> str:
     """An exception as one short line."""
     text = " ".join(str(err).split())
     return f"{type(err).__name__}: {text[:200]}" if text else type(err).__name__
+
+
+def state_mismatch(
+    expected: Mapping[str, Tensor], state: Mapping[str, Tensor], *, tolerated: set[str] | frozenset[str] = frozenset()
+) -> str | None:
+    """How ``state`` fails to fit a module whose ``state_dict()`` is ``expected``, as one line; ``None`` if it fits.
+
+    Args:
+        expected: the module's state dict (names and shapes).
+        state: the tensors to load.
+        tolerated: extra keys of ``state`` that are not an error (e.g. a classifier a feature extractor drops).
+    """
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected) - set(tolerated))
+    shapes = [k for k in expected if k in state and state[k].shape != expected[k].shape]
+    parts = []
+    if shapes:
+        k = shapes[0]
+        parts.append(f"{len(shapes)} shape mismatches (e.g. {k}: {tuple(state[k].shape)} vs {tuple(expected[k].shape)})")
+    if missing:
+        parts.append(f"{len(missing)} missing tensors (e.g. {', '.join(missing[:3])})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected tensors (e.g. {', '.join(unexpected[:3])})")
+    return "; ".join(parts) or None
+

@@ -307,7 +307,7 @@ def _validate(depth: int, width: float, widths: Sequence[float], norm: str, free
 
 def _load_weights(model: SlimmableResNet, path: str | Path) -> None:
     """Load a msad backbone safetensors file or a public slimmable_networks ``.pt`` checkpoint into ``model``."""
-    from msad.engine.checkpoint import load_weights
+    from msad.engine.checkpoint import load_weights, state_mismatch
     from msad.models.backbones.slimmable_checkpoint import (
         CheckpointFormatError,
         convert_slimmable_state_dict,
@@ -337,16 +337,9 @@ def _load_weights(model: SlimmableResNet, path: str | Path) -> None:
             raise CheckpointFormatError(f"{path}: holds a depth-{meta['depth']} ResNet, asked for {model.depth}")
         if "width" in meta and [float(w) for w in json.loads(meta["width"])] != list(model.widths):
             raise CheckpointFormatError(f"{path}: holds widths {meta['width']}, asked for {list(model.widths)}")
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = [f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}" for k, v in expected.items()
-             if k in state and state[k].shape != v.shape]
-    if missing or unexpected or wrong:
-        raise CheckpointFormatError(
-            f"{path}: does not fit this backbone: missing {missing[:5]}, unexpected {unexpected[:5]}, "
-            f"shape mismatches {wrong[:5]}"
-        )
+    problem = state_mismatch(model.state_dict(), state)
+    if problem:
+        raise CheckpointFormatError(f"{path}: does not fit this backbone: {problem}")
     model.load_state_dict(state, strict=True)
 
 

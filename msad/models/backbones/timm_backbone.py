@@ -66,24 +66,19 @@ def _read_state_dict(path: Path) -> dict[str, Tensor]:
 
 def _load_strict(model: nn.Module, path: Path, model_name: str) -> None:
     """Load ``path`` strictly; keys of the full timm model that ``features_only`` dropped (heads) are ignored."""
+    from msad.engine.checkpoint import state_mismatch
     from msad.models.backbones.slimmable_checkpoint import CheckpointFormatError
 
     state = _read_state_dict(path)
     expected = model.state_dict()
-    unexpected = set(state) - set(expected)
-    if unexpected:
+    dropped: set[str] = set()
+    if set(state) - set(expected):  # keys of the full model that ``features_only`` dropped (e.g. ``fc.*``)
         import timm
 
-        full = set(timm.create_model(model_name, pretrained=False).state_dict())
-        unexpected -= full
-    missing = sorted(set(expected) - set(state))
-    wrong = [f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}" for k, v in expected.items()
-             if k in state and state[k].shape != v.shape]
-    if missing or unexpected or wrong:
-        raise CheckpointFormatError(
-            f"{path}: does not fit timm model {model_name!r}: missing {missing[:5]}, "
-            f"unexpected {sorted(unexpected)[:5]}, shape mismatches {wrong[:5]}"
-        )
+        dropped = set(timm.create_model(model_name, pretrained=False).state_dict()) - set(expected)
+    problem = state_mismatch(expected, state, tolerated=dropped)
+    if problem:
+        raise CheckpointFormatError(f"{path}: does not fit timm model {model_name!r}: {problem}")
     model.load_state_dict({k: state[k] for k in expected}, strict=True)
 
 
