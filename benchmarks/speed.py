@@ -1,7 +1,8 @@
 """Speed benchmark: msad's FCOS against torchvision's ``fcos_resnet50_fpn``, and MSAD's teacher and student.
 
 Everything runs in one process on the same device, input size and batch, with random weights and random
-boxes; each figure is the median over ``--iters`` timed iterations after ``--warmup`` untimed ones.
+boxes; each figure is the median over ``--iters`` timed iterations after ``--warmup`` untimed ones, the
+contenders interleaved (one iteration of each per round).
 
 - train step: forward + losses + backward + SGD step.
 - inference: forward + decoding + NMS (``model.eval()``, no grad).
@@ -65,19 +66,22 @@ def _batch(args: argparse.Namespace, device: torch.device) -> Batch:
     return Batch(images=images, image_sizes=[(args.height, args.width)] * args.batch, targets=targets).to(device)
 
 
-def _time(fn: Callable[[], None], args: argparse.Namespace, device: torch.device) -> float:
-    """Median seconds of ``fn`` over the timed iterations."""
+def _time_all(fns: dict[str, Callable[[], None]], args: argparse.Namespace, device: torch.device) -> dict[str, float]:
+    """Median seconds of each function; the timed iterations are interleaved (one of each per round), so that
+    drift of the machine (clock, other load) falls on every contender alike."""
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
-    for _ in range(args.warmup):
-        fn()
+    for fn in fns.values():
+        for _ in range(args.warmup):
+            fn()
     sync()
-    times = []
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(args.iters):
-        start = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            sync()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def _autocast(args: argparse.Namespace, device: torch.device):
@@ -102,7 +106,9 @@ def _torchvision(args, device, batch: Batch):
     model = torchvision.models.detection.fcos_resnet50_fpn(
         weights=None, weights_backbone=None, num_classes=NUM_CLASSES, min_size=args.height, max_size=max(args.height, args.width),
     ).to(device)
-    images = [img for img in batch.images]
+    fmt = torch.channels_last if args.channels_last else torch.contiguous_format
+    model = model.to(memory_format=fmt)
+    images = list(batch.images)  # torchvision batches these itself (NCHW); its weights carry the format
     targets = [{"boxes": t.boxes, "labels": t.labels} for t in batch.targets]
     train = _train_step(model.train(), lambda: model.train()(images, targets), args, device)
 
@@ -162,11 +168,9 @@ def main() -> None:
     torch.manual_seed(0)
     batch = _batch(args, device)
     _, tv_train, tv_infer = _torchvision(args, device, batch)
-    results = {"torchvision FCOS train step": _time(tv_train, args, device)}
-    results["torchvision FCOS inference"] = _time(tv_infer, args, device)
     steps, inference = _msad(args, device, batch)
-    for name, fn in {**steps, **inference}.items():
-        results[name] = _time(fn, args, device)
+    fns = {"torchvision FCOS train step": tv_train, "torchvision FCOS inference": tv_infer, **steps, **inference}
+    results = _time_all(fns, args, device)
     base_train, base_infer = results["torchvision FCOS train step"], results["torchvision FCOS inference"]
     print(f"device {device} ({torch.cuda.get_device_name() if device.type == 'cuda' else 'CPU'}), torch {torch.__version__}, "
           f"batch {args.batch} × {args.height}×{args.width}, amp {args.amp}, median of {args.iters}")

@@ -98,7 +98,10 @@ class SlimmableConv2d(nn.Conv2d):
 
     def forward(self, x: Tensor) -> Tensor:
         """Convolve with the active width's weight slice."""
-        weight = self.weight[: self.out_list[self.index], : self.in_list[self.index]]
+        out, inp = self.out_list[self.index], self.in_list[self.index]
+        weight = self.weight
+        if (out, inp) != tuple(weight.shape[:2]):  # slicing the full width would add a copy to every backward
+            weight = weight[:out, :inp]
         return F.conv2d(x, weight, None, self.stride, self.padding)
 
 
