@@ -80,13 +80,21 @@ def test_paper_schedules(name: str, teacher: tuple, distill: tuple) -> None:
     assert (d.batch_size, d.lr, d.iters) == distill
 
 
-def test_tiny_recipe() -> None:
+def test_tiny_recipe_fits_the_synthetic_images() -> None:
+    """The CPU default trains and tests the 256×320 synthetic images at their own size, and the teacher's
+    padding multiple keeps HR and LR pyramids aligned without padding them."""
+    from msad.data import resized_shape
+    from msad.data.synth import generate_synthetic_coco
+    import inspect
+
     recipe = load_recipe(RECIPES / "tiny.toml")
-    assert recipe.model.backbone.options == {"width": 0.25, "norm": "bn", "freeze_at": 0}
-    assert recipe.model.neck.options == {"out_channels": 64}
-    assert recipe.model.head.options == {"num_convs": 2, "norm": "gn"}
-    assert (recipe.solver.batch_size, recipe.solver.iters, recipe.solver.steps) == (8, 300, [240, 280])
-    assert recipe.data.num_workers == 0 and recipe.run.output == "runs/tiny" and recipe.run.log_period == 10
+    default_size = inspect.signature(generate_synthetic_coco).parameters["image_size"].default
+    data, teacher = recipe.data, recipe.teacher
+    for short in [*data.train_sizes, data.test_size]:
+        assert resized_shape(*default_size, short, data.max_size) == default_size
+    assert teacher.size_divisibility % (32 * teacher.k) == 0
+    assert all(side % teacher.size_divisibility == 0 for side in default_size)
+    assert recipe.model.backbone.name == "slimmable_resnet" and recipe.data.train_images.startswith("data/synth")
 
 
 def test_defaults(tmp_path: Path) -> None:
