@@ -102,13 +102,9 @@ def _train_worker(job: _Job) -> dict[str, float]:
         mode = {"eval": "eval mode (running statistics)", "train": "train mode (batch statistics, as the reference)"}
         print(f"teacher {job.teacher}: frozen, BatchNorm in {mode[recipe.distill.teacher_bn]}", flush=True)
     stage = recipe.solver_for(_STAGE[job.role])
-    solver = SolverSettings(**_solver_kwargs(stage))
+    solver = _settings(SolverSettings, stage)
     run = recipe.run
-    settings = RunSettings(
-        output=Path(run.output), seed=run.seed, eval_period=run.eval_period, checkpoint_period=run.checkpoint_period,
-        keep_checkpoints=run.keep_checkpoints, log_period=run.log_period, best_metric=run.best_metric,
-        sync_bn=run.sync_bn, device=run.device,
-    )
+    settings = _settings(RunSettings, run)
     collate = train_collator(recipe, job.role)
 
     def loader(start: int, rank: int, world_size: int):
@@ -122,10 +118,10 @@ def _train_worker(job: _Job) -> dict[str, float]:
     return trainer.fit()
 
 
-def _solver_kwargs(stage) -> dict[str, Any]:
-    """The engine's solver settings from a recipe solver section."""
-    values = stage.model_dump()
-    return {key: values[key] for key in SolverSettings.__dataclass_fields__ if key in values}
+def _settings(cls: type, section: Any) -> Any:
+    """An engine settings dataclass (``SolverSettings``, ``RunSettings``) from the recipe section of the same fields."""
+    values = section.model_dump()
+    return cls(**{key: values[key] for key in cls.__dataclass_fields__ if key in values})
 
 
 def build_task(
