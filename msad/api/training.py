@@ -178,5 +178,5 @@ def _evaluator(recipe: Recipe, role: str, label_space, train_set, batch_size: in
     if not recipe.data.val_annotations:
         return None
     dataset = val_dataset(recipe, label_space=label_space, train=train_set)
-    per_rank = batch_size or max(1, recipe.solver.batch_size // get_world_size())
+    per_rank = batch_size or max(1, recipe.solver_for(_STAGE[role]).batch_size // get_world_size())
     return coco_evaluator(recipe, role, dataset, batch_size=per_rank)

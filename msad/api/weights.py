@@ -92,6 +92,23 @@ def check_compatible(ckpt: Checkpoint, recipe: Recipe) -> None:
         a, b = getattr(mine, part), getattr(theirs, part)
         if a.name != b.name:
             raise CheckpointError(f"{ckpt.path}: model.{part} is {b.name!r}, the recipe asks for {a.name!r}")
+        ours, its = _architecture(a.options), _architecture(b.options)
+        for key in sorted(ours.keys() | its.keys()):
+            if ours.get(key) != its.get(key):
+                raise CheckpointError(
+                    f"{ckpt.path}: model.{part}.{key} is {its.get(key)!r}, the recipe asks for {ours.get(key)!r}"
+                )
+    if recipe.teacher.k != ckpt.recipe.teacher.k:
+        raise CheckpointError(f"{ckpt.path}: teacher.k is {ckpt.recipe.teacher.k}, the recipe asks for {recipe.teacher.k}")
+
+
+#: Plugin options that change how a model is trained or initialised, not its architecture.
+_TRAINING_OPTIONS = frozenset({"weights", "freeze_at", "norm"})
+
+
+def _architecture(options: dict) -> dict:
+    """The options of a plugin that shape its weights."""
+    return {k: v for k, v in options.items() if k not in _TRAINING_OPTIONS}
 
 
 def load_model(ckpt: Checkpoint) -> nn.Module:

@@ -190,6 +190,17 @@ def test_distill_from_a_teacher_of_another_width(
     assert not (tmp_path / "s").exists()
 
 
+def test_distill_from_a_teacher_of_another_head(
+    trained_teacher: api.TrainResult, tiny_recipe_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The student copies the teacher's head; a recipe asking for another head would save unloadable weights."""
+    fails(
+        ["distill", tiny_recipe_file, "--teacher", trained_teacher.weights, "--set", "model.head.num_convs=3", "-o", tmp_path / "s"],
+        capsys, 1, "model.head.num_convs", "2", "3",
+    )
+    assert not (tmp_path / "s").exists()
+
+
 @pytest.fixture
 def truncated_weights(trained_teacher: api.TrainResult, tmp_path: Path) -> Path:
     path = tmp_path / "truncated.safetensors"
