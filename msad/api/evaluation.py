@@ -37,8 +37,12 @@ def evaluate(
     The architecture comes from the checkpoint's own recipe (its width must match ``recipe``'s); the data
     pipeline from ``recipe``. A teacher is evaluated on ``branch`` (``fused`` by default; ``hr`` or ``lr``).
 
+    The resolution is ``recipe.data.scale``: an LR baseline trained with ``--set data.scale=0.5`` is evaluated
+    at LR only when the same override is given (``data_scale`` and ``trained_data_scale`` in the report tell).
+
     Returns:
-        ``{"role", "branch", "weights", "metrics": {…}}``, also written to ``json_out`` when given.
+        ``{"role", "branch", "weights", "metrics": {…}, "data_scale", "trained_data_scale"}``, also written to
+        ``json_out`` when given.
     """
     ckpt = read_checkpoint(weights)
     check_compatible(ckpt, recipe)
@@ -47,7 +51,10 @@ def evaluate(
     job = _EvalJob(recipe.model_dump(mode="json"), str(weights), branch, batch_size)
     metrics = launch(_eval_worker, num_procs=gpus, args=(job,), device=recipe.run.device) or {}
     used = branch or (recipe.teacher.eval_branch if ckpt.role == "teacher" else None)
-    report = {"role": ckpt.role, "branch": used, "weights": str(weights), "metrics": metrics}
+    report = {
+        "role": ckpt.role, "branch": used, "weights": str(weights), "metrics": metrics,
+        "data_scale": recipe.data.scale, "trained_data_scale": ckpt.recipe.data.scale,
+    }
     if json_out is not None:
         atomic_write_text(json_out, json.dumps(report, indent=1))
     return report

@@ -83,6 +83,11 @@ def evaluate(
         raise typer.BadParameter(f"--branch must be fused, hr or lr, got {branch!r}")
     report = api.evaluate(_recipe(recipe, set_), weights, branch=branch, gpus=gpus, batch_size=batch_size, json_out=json_out)
     what = report["role"] + (f" ({report['branch']} branch)" if report["branch"] else "")
+    if report["data_scale"] != report["trained_data_scale"]:
+        _err.print(
+            f"note: evaluated at data.scale={report['data_scale']:g}; these weights were trained at "
+            f"data.scale={report['trained_data_scale']:g} (pass --set data.scale={report['trained_data_scale']:g} to match)"
+        )
     _out.print(metrics_table(f"{weights} — {what}", report["metrics"]))
     if json_out is not None:
         _out.print(f"metrics written to {json_out}")

@@ -345,3 +345,16 @@ def test_flops_command(tiny_recipe_file: Path, tmp_path: Path, capsys: pytest.Ca
     assert [row["width"] for row in report["rows"]] == [1.0, 0.75, 0.5, 0.25]
     assert report["rows"][0]["backbone_gmacs_hr"] == pytest.approx(report["reference_gmacs"])
     assert "reference" in out and "0.25" in out
+
+
+def test_eval_notes_a_resolution_other_than_the_trained_one(
+    tiny_recipe, tiny_recipe_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An LR baseline evaluated without its data.scale gets a note on stderr; with it, none."""
+    lr = api.train(tiny_recipe.model_copy(update={"data": tiny_recipe.data.model_copy(update={"scale": 0.5})}), output=tmp_path / "lr")
+    code, _, err = run(["eval", tiny_recipe_file, "--weights", lr.weights, "--json", tmp_path / "e.json"], capsys)
+    assert code == 0 and "trained at data.scale=0.5" in err
+    report = json.loads((tmp_path / "e.json").read_text())
+    assert (report["data_scale"], report["trained_data_scale"]) == (1.0, 0.5)
+    code, _, err = run(["eval", tiny_recipe_file, "--weights", lr.weights, "--set", "data.scale=0.5"], capsys)
+    assert code == 0 and "note:" not in err
