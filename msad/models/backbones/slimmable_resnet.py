@@ -140,8 +140,8 @@ class Bottleneck(nn.Module):
         y = F.relu(self.bn1(self.conv1(x)), inplace=True)
         y = F.relu(self.bn2(self.conv2(y)), inplace=True)
         y = self.bn3(self.conv3(y))
-        shortcut = x if self.downsample is None else self.downsample(x)
-        return F.relu(y + shortcut, inplace=True)
+        y += x if self.downsample is None else self.downsample(x)  # in place, as torchvision: one buffer less
+        return F.relu(y, inplace=True)
 
 
 class Stem(nn.Module):
