@@ -180,23 +180,21 @@ def test_distill_from_a_student_checkpoint_names_the_role(
     assert not (tmp_path / "s").exists()
 
 
-def test_distill_from_a_teacher_of_another_width(
-    trained_teacher: api.TrainResult, tiny_recipe_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+@pytest.mark.parametrize(
+    ("override", "fragments"),
+    [
+        ("model.backbone.width=0.5", ("width", "0.25", "0.5")),
+        # the student copies the teacher's head; a recipe asking for another would save unloadable weights
+        ("model.head.num_convs=3", ("model.head.num_convs", "2", "3")),
+    ],
+)
+def test_distill_from_a_teacher_of_another_architecture(
+    override: str, fragments: tuple[str, ...], trained_teacher: api.TrainResult, tiny_recipe_file: Path,
+    tmp_path: Path, capsys: pytest.CaptureFixture[str],
 ) -> None:
     fails(
-        ["distill", tiny_recipe_file, "--teacher", trained_teacher.weights, "--set", "model.backbone.width=0.5", "-o", tmp_path / "s"],
-        capsys, 1, "width", "0.25", "0.5",
-    )
-    assert not (tmp_path / "s").exists()
-
-
-def test_distill_from_a_teacher_of_another_head(
-    trained_teacher: api.TrainResult, tiny_recipe_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    """The student copies the teacher's head; a recipe asking for another head would save unloadable weights."""
-    fails(
-        ["distill", tiny_recipe_file, "--teacher", trained_teacher.weights, "--set", "model.head.num_convs=3", "-o", tmp_path / "s"],
-        capsys, 1, "model.head.num_convs", "2", "3",
+        ["distill", tiny_recipe_file, "--teacher", trained_teacher.weights, "--set", override, "-o", tmp_path / "s"],
+        capsys, 1, *fragments,
     )
     assert not (tmp_path / "s").exists()
 
