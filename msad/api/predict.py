@@ -14,8 +14,9 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from msad.api.data import eval_collator
 from msad.api.weights import Checkpoint, load_model, read_checkpoint
-from msad.data import Collator, read_image, resized_shape
+from msad.data import read_image, resized_shape
 from msad.data.transforms import resize_image
 from msad.engine.checkpoint import atomic_write, atomic_write_text
 from msad.engine.distributed import resolve_device
@@ -82,9 +83,8 @@ class Predictor:
         self.postprocess = FCOSPostProcess(**self.recipe.model.postprocess.model_dump())
         self.score_threshold = score_threshold
         self.pairing = LevelPairing(k=self.recipe.teacher.k)
-        divisibility = self.recipe.teacher.size_divisibility if checkpoint.role == "teacher" else self.recipe.data.size_divisibility
-        model = self.recipe.model
-        self.collate = Collator(size_divisibility=divisibility, pixel_mean=tuple(model.pixel_mean), pixel_std=tuple(model.pixel_std))
+        # a student sees the image as given (its LR input): padded like a single-resolution model's batch
+        self.collate = eval_collator(self.recipe, "baseline" if checkpoint.role == "student" else checkpoint.role)
 
     @torch.no_grad()
     def __call__(self, image: Tensor) -> Detections:
