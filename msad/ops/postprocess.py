@@ -2,8 +2,11 @@
 
 Per level and image: candidates are ``sigmoid(cls) > score_threshold``; they are ranked by
 ``sigmoid(cls) · sigmoid(ctr)`` and at most ``pre_nms_topk`` are kept; boxes are decoded from the
-point and ``box_regression · stride``; the score is ``sqrt(cls · ctr)``. Per image, over all levels:
-clip to the image, drop empty boxes, class-wise NMS, keep the ``max_detections`` best.
+point and ``box_regression · stride``; the score is ``sqrt(cls · ctr)``. Per image, over all levels, in the
+reference's order: class-wise NMS and the ``max_detections`` cut on the *unclipped* boxes (AdelaiDet
+``select_over_all_levels``), then clip to the image and drop empty boxes (detectron2 ``detector_postprocess``),
+so an image can end with fewer than ``max_detections``. ``clip_before_nms=True`` restores the other order
+(clip and drop first, then NMS and the cut), which never returns fewer than it could.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ class FCOSPostProcess(nn.Module):
         pre_nms_topk: candidates kept per level and image before NMS.
         nms_threshold: IoU threshold of the class-wise NMS.
         max_detections: detections kept per image.
+        clip_before_nms: clip and drop empty boxes before NMS and the cut instead of after them (not the
+            reference's order).
     """
 
     def __init__(
@@ -38,12 +43,14 @@ class FCOSPostProcess(nn.Module):
         pre_nms_topk: int = 1000,
         nms_threshold: float = 0.6,
         max_detections: int = 100,
+        clip_before_nms: bool = False,
     ) -> None:
         super().__init__()
         self.score_threshold = score_threshold
         self.pre_nms_topk = pre_nms_topk
         self.nms_threshold = nms_threshold
         self.max_detections = max_detections
+        self.clip_before_nms = clip_before_nms
 
     def _level_candidates(
         self, out: LevelOutputs, stride: int
@@ -88,19 +95,31 @@ class FCOSPostProcess(nn.Module):
             raise ValueError(f"{len(image_sizes)} image sizes for a batch of {boxes.shape[0]} images")
 
         results: list[Detections] = []
-        for i, (height, width) in enumerate(image_sizes):
-            box = boxes[i]
-            box = torch.stack(
-                (
-                    box[:, 0].clamp(0, width),
-                    box[:, 1].clamp(0, height),
-                    box[:, 2].clamp(0, width),
-                    box[:, 3].clamp(0, height),
-                ),
-                dim=1,
-            )
-            keep = valid[i] & (box[:, 2] > box[:, 0]) & (box[:, 3] > box[:, 1])
-            box, score, label = box[keep], scores[i][keep], labels[i][keep]
+        for i, size in enumerate(image_sizes):
+            box, score, label = boxes[i][valid[i]], scores[i][valid[i]], labels[i][valid[i]]
+            if self.clip_before_nms:
+                box, score, label = _clip_and_drop_empty(box, score, label, size)
             kept = batched_nms(box, score, label, self.nms_threshold)[: self.max_detections]
-            results.append(Detections(boxes=box[kept], scores=score[kept], labels=label[kept].to(torch.int64)))
+            box, score, label = box[kept], score[kept], label[kept]
+            if not self.clip_before_nms:
+                box, score, label = _clip_and_drop_empty(box, score, label, size)
+            results.append(Detections(boxes=box, scores=score, labels=label.to(torch.int64)))
         return results
+
+
+def _clip_and_drop_empty(
+    boxes: Tensor, scores: Tensor, labels: Tensor, size: tuple[int, int]
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Clip ``boxes`` to an image of ``size`` ``(h, w)`` and drop those left with no width or height."""
+    height, width = size
+    boxes = torch.stack(
+        (
+            boxes[:, 0].clamp(0, width),
+            boxes[:, 1].clamp(0, height),
+            boxes[:, 2].clamp(0, width),
+            boxes[:, 3].clamp(0, height),
+        ),
+        dim=1,
+    )
+    keep = (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+    return boxes[keep], scores[keep], labels[keep]

@@ -120,3 +120,44 @@ def test_batch_and_levels_use_their_strides():
 def test_nothing_above_threshold_gives_empty_detections():
     (det,) = FCOSPostProcess()({"p3": _outputs()}, {"p3": 8}, [(64, 64)])
     assert det.boxes.shape == (0, 4) and det.scores.shape == (0,) and det.labels.dtype == torch.int64
+
+
+def _overlapping_after_clipping():
+    out = _outputs()
+    # (20,20) with ltrb (1.25,1.25,2.5,1.25)·8 → A = (10,10,40,30);
+    # (28,20) with ltrb (2.25,1.25,6.5,1.25)·8 → B = (10,10,80,30): IoU(A, B) = 600/1400 ≈ 0.43 < 0.6,
+    # but clipped to w = 40, B = A (IoU 1).
+    _set(out, 2, 2, 0.9, 0.9, [1.25, 1.25, 2.5, 1.25], label=0)
+    _set(out, 2, 3, 0.8, 0.9, [2.25, 1.25, 6.5, 1.25], label=0)
+    return out
+
+
+def test_nms_runs_on_unclipped_boxes_by_default():
+    (det,) = FCOSPostProcess()({"p3": _overlapping_after_clipping()}, {"p3": 8}, [(64, 40)])
+    # Reference order: both survive NMS (unclipped IoU 0.43), then B is clipped onto A.
+    torch.testing.assert_close(det.boxes, torch.tensor([[10.0, 10, 40, 30], [10.0, 10, 40, 30]]))
+    torch.testing.assert_close(det.scores, torch.tensor([0.9, math.sqrt(0.72)]))
+    (old,) = FCOSPostProcess(clip_before_nms=True)({"p3": _overlapping_after_clipping()}, {"p3": 8}, [(64, 40)])
+    torch.testing.assert_close(old.boxes, torch.tensor([[10.0, 10, 40, 30]]))
+
+
+def _best_box_outside_image():
+    out = _outputs()
+    # (28,4) with ltrb (0,.25,1,.25)·8 → (28,2,36,6): right of x = 26, empty once clipped to w = 26.
+    _set(out, 0, 3, 0.95, 0.95, [0, 0.25, 1, 0.25], label=2)
+    # (4,12) → (2,10,6,14) and (4,20) → (2,18,6,22): disjoint, inside.
+    _set(out, 1, 0, 0.9, 0.9, [0.25] * 4)
+    _set(out, 2, 0, 0.8, 0.8, [0.25] * 4)
+    return out
+
+
+def test_top_k_cut_before_dropping_empty_boxes_by_default():
+    post = FCOSPostProcess(max_detections=2)
+    (det,) = post({"p3": _best_box_outside_image()}, {"p3": 8}, [(64, 26)])
+    # Reference order: the cut keeps (outside, 0.9); the outside box is then dropped → fewer than 2.
+    torch.testing.assert_close(det.boxes, torch.tensor([[2.0, 10, 6, 14]]))
+    assert det.labels.tolist() == [1]
+    (old,) = FCOSPostProcess(max_detections=2, clip_before_nms=True)(
+        {"p3": _best_box_outside_image()}, {"p3": 8}, [(64, 26)]
+    )
+    torch.testing.assert_close(old.boxes, torch.tensor([[2.0, 10, 6, 14], [2.0, 18, 6, 22]]))
