@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-__all__ = ["MsadError", "RecipeError", "PluginError", "UsageError"]
+__all__ = [
+    "MsadError",
+    "RecipeError",
+    "PluginError",
+    "UsageError",
+    "DataError",
+    "RunStateError",
+    "ResourceError",
+    "Interrupted",
+]
 
 
 class MsadError(Exception):
@@ -31,3 +40,27 @@ class UsageError(MsadError):
     """The command line itself is wrong (bad arguments or combination of options)."""
 
     exit_code = 2
+
+
+class DataError(MsadError):
+    """A dataset, its annotations or one of its images cannot be used as it is."""
+
+    exit_code = 1
+
+
+class RunStateError(MsadError):
+    """An output directory cannot be used as asked (it holds a run, foreign files, or a different recipe)."""
+
+    exit_code = 1
+
+
+class ResourceError(MsadError):
+    """The machine ran out of something (disk space, memory) or the training diverged: the user's situation, not a bug."""
+
+    exit_code = 1
+
+
+class Interrupted(MsadError):
+    """The user stopped the command (Ctrl-C); the message says where the last checkpoint is."""
+
+    exit_code = 130
