@@ -11,13 +11,16 @@ arguments. Each role gets exactly the pyramid levels it uses, so every parameter
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Literal
+from dataclasses import fields
+from typing import TYPE_CHECKING, Any, Literal
 
 from torch import nn
 
+from msad.engine.settings import RunSettings, SolverSettings
 from msad.levels import HEAD_LEVELS, LevelPairing
 from msad.models.detector import FCOS
 from msad.models.fusion import CrossFeatureFusion
+from msad.models.resolution_bn import convert_to_resolution_bn
 from msad.models.student import student_from_teacher
 from msad.models.teacher import AlignedMultiScaleTeacher
 from msad.plugins import get_builder
@@ -25,10 +28,15 @@ from msad.plugins import get_builder
 if TYPE_CHECKING:
     from msad.config import ModelRecipe, Recipe
 
-__all__ = ["Role", "ROLES", "head_routing", "build_detector", "build_model", "build_distill_loss", "model_width"]
+__all__ = [
+    "Role", "ROLES", "STAGES", "head_routing", "build_detector", "build_model", "build_distill_loss", "model_width",
+    "solver_settings", "run_settings",
+]
 
 Role = Literal["baseline", "teacher", "student"]
 ROLES: tuple[str, ...] = ("baseline", "teacher", "student")
+#: The recipe stage (:meth:`msad.config.Recipe.solver_for`) whose solver trains each role.
+STAGES: dict[str, str] = {"baseline": "train", "teacher": "teacher", "student": "distill"}
 
 
 def head_routing(role: str, pairing: LevelPairing) -> tuple[dict[str, str], list[str]]:
@@ -82,6 +90,8 @@ def build_model(recipe: Recipe, *, role: str, num_classes: int, teacher: Aligned
     detector = build_detector(recipe.model, num_classes=num_classes, head_levels=routing, neck_levels=levels)
     if role != "teacher":
         return detector
+    if recipe.teacher.bn == "per_resolution":
+        convert_to_resolution_bn(detector.backbone)
     channels = detector.neck.feature_info[0].channels
     fusion = CrossFeatureFusion(channels=channels, hidden=recipe.teacher.fusion_hidden)
     return AlignedMultiScaleTeacher(detector=detector, fusion=fusion, pairing=pairing)
@@ -97,3 +107,23 @@ def model_width(recipe: Recipe) -> float | None:
     """The backbone width the recipe asks for (``None`` when the backbone has no width option)."""
     width = recipe.model.backbone.options.get("width")
     return None if width is None else float(width)
+
+
+def solver_settings(recipe: Recipe, *, role: str) -> SolverSettings:
+    """The engine's solver settings of a role: the recipe's solver of its stage, field by field.
+
+    The engine declares no solver defaults; every value (and so every default) comes from the recipe.
+    """
+    if role not in STAGES:
+        raise ValueError(f"unknown role {role!r}; expected one of {ROLES}")
+    return _settings(SolverSettings, recipe.solver_for(STAGES[role]).model_dump())
+
+
+def run_settings(recipe: Recipe) -> RunSettings:
+    """The engine's run settings from the recipe's ``[run]`` table."""
+    return _settings(RunSettings, recipe.run.model_dump())
+
+
+def _settings(cls: type, values: Mapping[str, Any]) -> Any:
+    """An engine settings dataclass from the recipe values of the same names."""
+    return cls(**{f.name: values[f.name] for f in fields(cls) if f.name in values})

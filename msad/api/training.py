@@ -16,10 +16,10 @@ from torch import nn
 
 from msad.api.data import coco_evaluator, train_collator, train_dataset, val_dataset
 from msad.api.weights import Checkpoint, check_compatible, detector_metadata, load_model, read_checkpoint
-from msad.build import build_distill_loss, build_model
+from msad.build import STAGES, build_distill_loss, build_model, run_settings, solver_settings
 from msad.config import Recipe, recipe_from_dict
 from msad.data import build_train_loader
-from msad.engine import RunSettings, SolverSettings, Trainer, launch
+from msad.engine import Trainer, launch
 from msad.engine.checkpoint import CheckpointError
 from msad.engine.distributed import get_rank, get_world_size
 from msad.ops.losses import FCOSCriterion
@@ -29,9 +29,6 @@ from msad.tasks.student import StudentTask
 from msad.tasks.teacher import TeacherTask
 
 __all__ = ["TrainResult", "train", "train_teacher", "distill", "build_task"]
-
-_STAGE = {"baseline": "train", "teacher": "teacher", "student": "distill"}
-
 
 @dataclass
 class TrainResult:
@@ -101,10 +98,9 @@ def _train_worker(job: _Job) -> dict[str, float]:
     if job.role == "student" and get_rank() == 0:
         mode = {"eval": "eval mode (running statistics)", "train": "train mode (batch statistics, as the reference)"}
         print(f"teacher {job.teacher}: frozen, BatchNorm in {mode[recipe.distill.teacher_bn]}", flush=True)
-    stage = recipe.solver_for(_STAGE[job.role])
-    solver = _settings(SolverSettings, stage)
+    solver = solver_settings(recipe, role=job.role)
     run = recipe.run
-    settings = _settings(RunSettings, run)
+    settings = run_settings(recipe)
     collate = train_collator(recipe, job.role)
 
     def loader(start: int, rank: int, world_size: int):
@@ -116,12 +112,6 @@ def _train_worker(job: _Job) -> dict[str, float]:
     files = {"recipe.toml": recipe.dump_toml(), "recipe.json": json.dumps(recipe.model_dump(mode="json"), indent=1)}
     trainer = Trainer(task, solver=solver, run=settings, make_train_loader=loader, resume=job.resume, force=job.force, files=files)
     return trainer.fit()
-
-
-def _settings(cls: type, section: Any) -> Any:
-    """An engine settings dataclass (``SolverSettings``, ``RunSettings``) from the recipe section of the same fields."""
-    values = section.model_dump()
-    return cls(**{key: values[key] for key in cls.__dataclass_fields__ if key in values})
 
 
 def build_task(
@@ -158,7 +148,7 @@ def build_task(
     if role == "teacher":
         model = model or build_model(recipe, role=role, num_classes=num_classes)
         t = recipe.teacher
-        return TeacherTask(model=model, fusion_weight=t.fusion_weight, eval_branch=eval_branch or t.eval_branch, **common)
+        return TeacherTask(model=model, loss_weights=t.loss_weights.model_dump(), eval_branch=eval_branch or t.eval_branch, **common)
     if model is not None:
         return DetectionTask(model=model, input_factor=recipe.teacher.k, **common)
     if teacher is None:
@@ -178,5 +168,5 @@ def _evaluator(recipe: Recipe, role: str, label_space, train_set, batch_size: in
     if not recipe.data.val_annotations:
         return None
     dataset = val_dataset(recipe, label_space=label_space, train=train_set)
-    per_rank = batch_size or max(1, recipe.solver_for(_STAGE[role]).batch_size // get_world_size())
+    per_rank = batch_size or max(1, recipe.solver_for(STAGES[role]).batch_size // get_world_size())
     return coco_evaluator(recipe, role, dataset, batch_size=per_rank)

@@ -15,7 +15,7 @@ import types
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
 from pydantic_core import to_jsonable_python
 
 from msad._pydantic_errors import describe_validation_error
@@ -29,6 +29,7 @@ __all__ = [
     "DataRecipe",
     "SolverRecipe",
     "SolverOverrides",
+    "TeacherLossWeights",
     "TeacherRecipe",
     "DistillRecipe",
     "RunRecipe",
@@ -151,7 +152,14 @@ class DataRecipe(BaseModel):
 
 
 class SolverRecipe(BaseModel):
-    """Optimisation hyper-parameters; the same fields as :class:`msad.engine.settings.SolverSettings`."""
+    """Optimisation hyper-parameters: the one declaration of the solver's fields and their defaults.
+
+    :class:`msad.engine.settings.SolverSettings` has the same fields and no defaults of its own
+    (:func:`msad.build.solver_settings` maps this model onto it); :class:`SolverOverrides` is derived from it.
+    The warm-up follows detectron2's ``WarmupMultiStepLR`` as FCOS/AdelaiDet run it: linear, from
+    ``warmup_factor = 0.001`` (detectron2's ``WARMUP_FACTOR``, left unchanged by AdelaiDet's ``Base-FCOS.yaml``)
+    over the paper's 500 iterations.
+    """
 
     model_config = _STRICT
     batch_size: PositiveInt
@@ -178,36 +186,71 @@ class SolverRecipe(BaseModel):
         return self
 
 
-class SolverOverrides(BaseModel):
-    """Per-stage changes to the shared ``[solver]``; a field left out (``None``) inherits it."""
+def _all_optional(model: type[BaseModel], name: str, doc: str) -> type[BaseModel]:
+    """A strict model with ``model``'s fields and constraints, each optional with default ``None``."""
+    fields: dict[str, Any] = {}
+    for key, info in model.model_fields.items():
+        annotation = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
+        fields[key] = (annotation | None, None)
+    return create_model(name, __config__=_STRICT, __doc__=doc, __module__=__name__, **fields)
+
+
+SolverOverrides = _all_optional(
+    SolverRecipe, "SolverOverrides", "Per-stage changes to the shared ``[solver]``; a field left out (``None``) inherits it."
+)
+
+
+class TeacherLossWeights(BaseModel):
+    """Weights of the teacher's branch losses: ``hr·L(HR) + lr·L(LR) + fused·L(fused)`` (the paper: 1, 1, 0.4)."""
 
     model_config = _STRICT
-    batch_size: PositiveInt | None = None
-    lr: PositiveFloat | None = None
-    momentum: Annotated[float, Field(ge=0, lt=1)] | None = None
-    weight_decay: NonNegativeFloat | None = None
-    weight_decay_norm: NonNegativeFloat | None = None
-    weight_decay_bias: NonNegativeFloat | None = None
-    iters: PositiveInt | None = None
-    steps: list[PositiveInt] | None = None
-    gamma: PositiveFloat | None = None
-    warmup_iters: NonNegativeInt | None = None
-    warmup_factor: Annotated[float, Field(gt=0, le=1)] | None = None
-    clip_grad_norm: NonNegativeFloat | None = None
-    amp: AmpMode | None = None
-    ema_decay: Annotated[float, Field(ge=0, lt=1)] | None = None
+    hr: NonNegativeFloat = 1.0
+    lr: NonNegativeFloat = 1.0
+    fused: NonNegativeFloat = 0.4
+
+    @model_validator(mode="after")
+    def _some_weight(self) -> TeacherLossWeights:
+        if not (self.hr or self.lr or self.fused):
+            raise ValueError("at least one of hr, lr, fused must be > 0 (all three are 0: nothing would be trained)")
+        return self
 
 
 class TeacherRecipe(BaseModel):
-    """Stage 1, the aligned multi-scale teacher (HR + LR branches and C-FF fusion)."""
+    """Stage 1, the aligned multi-scale teacher (HR + LR branches and C-FF fusion).
+
+    ``bn = "shared"`` (the paper) normalises both resolutions with one set of backbone BatchNorms;
+    ``"per_resolution"`` (beyond the paper) gives each resolution a private set, switched by branch as a
+    slimmable network switches BN by width. ``fusion_weight`` is the old name of ``loss_weights.fused``
+    (still read; giving both with different values is an error).
+    """
 
     model_config = _STRICT
     k: int = 2
-    fusion_weight: NonNegativeFloat = 0.4
+    loss_weights: TeacherLossWeights = Field(default_factory=TeacherLossWeights)
+    fusion_weight: NonNegativeFloat | None = None
+    bn: Literal["shared", "per_resolution"] = "shared"
     fusion_hidden: PositiveInt = 32
     size_divisibility: PositiveInt = 256
     eval_branch: Literal["fused", "hr", "lr"] = "fused"
     solver: SolverOverrides = Field(default_factory=SolverOverrides)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fusion_weight_alias(cls, data: Any) -> Any:
+        """Move the old ``fusion_weight`` into ``loss_weights.fused``."""
+        if not isinstance(data, Mapping) or data.get("fusion_weight") is None:
+            return data
+        data = dict(data)
+        value = data.pop("fusion_weight")
+        weights = data.get("loss_weights", {})
+        if isinstance(weights, Mapping):
+            if "fused" in weights and weights["fused"] != value:
+                raise ValueError(
+                    f"fusion_weight = {value} and loss_weights.fused = {weights['fused']} disagree; fusion_weight is "
+                    "the old name of loss_weights.fused: keep only loss_weights.fused"
+                )
+            data["loss_weights"] = {**weights, "fused": value}
+        return data
 
     @field_validator("k")
     @classmethod

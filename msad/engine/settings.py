@@ -1,6 +1,6 @@
 """The engine's own settings: plain frozen dataclasses the recipe is mapped onto.
 
-The engine never imports the pydantic recipe models; the caller (``msad.api``) maps a resolved recipe onto
+The engine never imports the pydantic recipe models; ``msad.build`` maps a resolved recipe onto
 :class:`SolverSettings` and :class:`RunSettings`, which check their own values.
 """
 
@@ -20,7 +20,8 @@ DeviceChoice = Literal["auto", "cpu", "cuda"]
 
 @dataclass(frozen=True, kw_only=True)
 class SolverSettings:
-    """Optimisation hyper-parameters.
+    """Optimisation hyper-parameters, every one given: the defaults are declared once, by the recipe
+    (``msad.config.SolverRecipe``, mapped onto this class by ``msad.build.solver_settings``).
 
     Attributes:
         batch_size: images per iteration summed over all ranks (the global batch); used for images/s.
@@ -43,18 +44,18 @@ class SolverSettings:
 
     batch_size: int
     lr: float
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    weight_decay_norm: float | None = None
-    weight_decay_bias: float | None = None
+    momentum: float
+    weight_decay: float
+    weight_decay_norm: float | None
+    weight_decay_bias: float | None
     iters: int
-    steps: tuple[int, ...] = ()
-    gamma: float = 0.1
-    warmup_iters: int = 0
-    warmup_factor: float = 1.0 / 3
-    clip_grad_norm: float = 0.0
-    amp: AmpMode = "off"
-    ema_decay: float = 0.0
+    steps: tuple[int, ...]
+    gamma: float
+    warmup_iters: int
+    warmup_factor: float
+    clip_grad_norm: float
+    amp: AmpMode
+    ema_decay: float
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "steps", tuple(int(s) for s in self.steps))

@@ -8,7 +8,9 @@ from msad.engine import LRSchedule, SolverSettings, build_optimizer, lr_at
 
 
 def solver(**overrides) -> SolverSettings:
-    values = dict(batch_size=8, lr=0.1, iters=10, steps=(6, 8), gamma=0.1, warmup_iters=4, warmup_factor=0.2)
+    values = dict(batch_size=8, lr=0.1, momentum=0.9, weight_decay=1e-4, weight_decay_norm=None, weight_decay_bias=None,
+                  iters=10, steps=(6, 8), gamma=0.1, warmup_iters=4, warmup_factor=0.2, clip_grad_norm=0.0, amp="off",
+                  ema_decay=0.0)
     return SolverSettings(**(values | overrides))
 
 

@@ -111,8 +111,8 @@ def settings(output: Path, *, iters: int = 12, ema: float = 0.0, checkpoint_peri
              batch: int = 8) -> tuple[SolverSettings, RunSettings]:
     """Solver and run settings for the toy runs (warm-up, a step, clipping, weight decay)."""
     solver = SolverSettings(batch_size=batch, lr=0.05, momentum=0.9, weight_decay=1e-3, weight_decay_norm=0.0,
-                            iters=iters, steps=(iters * 2 // 3,), gamma=0.1, warmup_iters=3, warmup_factor=0.1,
-                            clip_grad_norm=5.0, ema_decay=ema)
+                            weight_decay_bias=None, iters=iters, steps=(iters * 2 // 3,), gamma=0.1, warmup_iters=3,
+                            warmup_factor=0.1, clip_grad_norm=5.0, amp="off", ema_decay=ema)
     run = RunSettings(output=output, seed=7, eval_period=eval_period, checkpoint_period=checkpoint_period,
                       keep_checkpoints=2, log_period=2, best_metric="AP", device="cpu")
     return solver, run

@@ -1,0 +1,56 @@
+"""The recipe → objects builders of ``msad.build``: engine settings (one declaration of the solver defaults)."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+import pytest
+
+from msad.build import ROLES, run_settings, solver_settings
+from msad.config import Recipe, SolverOverrides, SolverRecipe, recipe_from_dict
+from msad.engine import RunSettings, SolverSettings, lr_at
+from msad.errors import RecipeError
+
+DATA = {"train_images": "t", "train_annotations": "t.json", "val_images": "v", "val_annotations": "v.json"}
+
+
+def _recipe(**sections) -> Recipe:
+    """A recipe giving only the required solver fields (everything else at its default)."""
+    return recipe_from_dict({"data": DATA, "solver": {"batch_size": 2, "lr": 0.02, "iters": 100}, **sections})
+
+
+def test_solver_fields_are_declared_once() -> None:
+    engine = {f.name for f in fields(SolverSettings)}
+    assert set(SolverRecipe.model_fields) == engine
+    assert set(SolverOverrides.model_fields) == engine
+    assert all(f.default is f.default_factory for f in fields(SolverSettings))  # both MISSING: no engine defaults
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_engine_uses_the_recipe_defaults(role: str) -> None:
+    solver = solver_settings(_recipe(), role=role)
+    assert (solver.warmup_factor, solver.warmup_iters) == (0.001, 500)  # detectron2's factor, the paper's 500 iters
+    assert (solver.momentum, solver.weight_decay, solver.gamma) == (0.9, 1e-4, 0.1)
+    assert lr_at(0, solver) == pytest.approx(0.02 * 0.001)
+    assert lr_at(250, solver) == pytest.approx(0.02 * (0.001 * 0.5 + 0.5))
+    assert lr_at(500, solver) == pytest.approx(0.02)
+
+
+def test_stage_overrides_reach_the_engine_of_their_role_only() -> None:
+    recipe = _recipe(teacher={"solver": {"warmup_iters": 7, "lr": 0.01}}, distill={"solver": {"warmup_factor": 0.5}})
+    teacher, student, baseline = (solver_settings(recipe, role=r) for r in ("teacher", "student", "baseline"))
+    assert (teacher.warmup_iters, teacher.lr, teacher.warmup_factor) == (7, 0.01, 0.001)
+    assert (student.warmup_iters, student.lr, student.warmup_factor) == (500, 0.02, 0.5)
+    assert (baseline.warmup_iters, baseline.lr, baseline.warmup_factor) == (500, 0.02, 0.001)
+
+
+@pytest.mark.parametrize("override", [{"lr": -1.0}, {"warmup_factor": 0.0}, {"momentum": 1.0}, {"steps": [0]}])
+def test_stage_overrides_keep_the_solver_constraints(override: dict) -> None:
+    with pytest.raises(RecipeError, match="teacher.solver"):
+        _recipe(teacher={"solver": override})
+
+
+def test_run_settings_follow_the_run_table() -> None:
+    run = run_settings(_recipe(run={"output": "somewhere", "seed": 3, "eval_period": 9}))
+    assert isinstance(run, RunSettings)
+    assert (str(run.output), run.seed, run.eval_period) == ("somewhere", 3, 9)
