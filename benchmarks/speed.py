@@ -28,7 +28,7 @@ import torch
 import torchvision
 from torch import nn
 
-from msad.api.capacity import paper_recipe
+from msad.api.flops import paper_recipe
 from msad.build import build_distill_loss, build_model
 from msad.ops.losses import FCOSCriterion
 from msad.ops.postprocess import FCOSPostProcess

@@ -8,12 +8,12 @@
 >>> api.evaluate(recipe, student.weights)["metrics"]["AP"]        # doctest: +SKIP
 """
 
-from msad.api.capacity import CapacityReport, CapacityRow, capacity, paper_recipe
+from msad.api.flops import CapacityReport, CapacityRow, capacity, paper_recipe
 from msad.api.convert import convert_detectron2
 from msad.api.convert_backbone import convert_slimmable
 from msad.api.evaluation import METRICS, evaluate
 from msad.api.misc import plugins, synth_data
-from msad.api.predict import PredictResult, Predictor, predict
+from msad.api.prediction import PredictResult, Predictor, predict
 from msad.api.training import TrainResult, distill, train, train_teacher
 from msad.api.weights import Checkpoint, load_model, read_checkpoint
 
