@@ -21,6 +21,7 @@ from msad.levels import HEAD_LEVELS, LevelPairing
 from msad.models.detector import FCOS
 from msad.models.fusion import CrossFeatureFusion
 from msad.models.resolution_bn import convert_to_resolution_bn
+from msad.models.resolution_bn import convert_to_resolution_bn
 from msad.models.student import student_from_teacher
 from msad.models.teacher import AlignedMultiScaleTeacher
 from msad.plugins import get_builder
@@ -90,6 +91,8 @@ def build_model(recipe: Recipe, *, role: str, num_classes: int, teacher: Aligned
     detector = build_detector(recipe.model, num_classes=num_classes, head_levels=routing, neck_levels=levels)
     if role != "teacher":
         return detector
+    if recipe.teacher.bn == "per_resolution":
+        convert_to_resolution_bn(detector.backbone)
     if recipe.teacher.bn == "per_resolution":
         convert_to_resolution_bn(detector.backbone)
     channels = detector.neck.feature_info[0].channels

@@ -14,6 +14,7 @@ from torch import nn
 
 from msad.levels import LevelPairing
 from msad.models.detector import FCOS
+from msad.models.resolution_bn import collapse_resolution_bn
 from msad.models.teacher import AlignedMultiScaleTeacher
 from msad.structures import Detections
 
@@ -38,6 +39,9 @@ def load_neck_subset(neck: nn.Module, teacher_neck: nn.Module) -> None:
 def student_from_teacher(teacher: AlignedMultiScaleTeacher, *, neck: nn.Module | None = None) -> FCOS:
     """A student initialised from the teacher's backbone, neck and head, routed to the LR pyramid.
 
+    A teacher with private BN per resolution hands the student its ``lr`` BN set (the statistics and affine
+    parameters of the low-resolution input the student sees), so the student is a plain detector.
+
     Args:
         teacher: the trained teacher (its modules are copied, never shared).
         neck: a freshly built neck producing exactly the student's LR levels; its weights are loaded from
@@ -49,7 +53,7 @@ def student_from_teacher(teacher: AlignedMultiScaleTeacher, *, neck: nn.Module |
     else:
         load_neck_subset(neck, detector.neck)
     return FCOS(
-        backbone=copy.deepcopy(detector.backbone),
+        backbone=collapse_resolution_bn(copy.deepcopy(detector.backbone), "lr"),
         neck=neck,
         head=copy.deepcopy(detector.head),
         head_levels=teacher.pairing.lr_for_hr,

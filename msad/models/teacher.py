@@ -3,7 +3,8 @@
 One detector runs on the HR batch and on its nearest ×1/k copy. The LR branch is routed so that its
 pyramid level ``P_{i-log2 k}`` feeds head level ``p_i`` (``LevelPairing``), which makes every LR map the
 same size as the HR map it pairs with; C-FF fuses each pair and the shared head runs on the HR, LR and
-fused pyramids. All three are keyed by HR head level and decode with HR strides.
+fused pyramids. All three are keyed by HR head level and decode with HR strides. A backbone converted by
+:func:`~msad.models.resolution_bn.convert_to_resolution_bn` normalises each pass with its own BN set.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from torch import Tensor, nn
 from msad.levels import LevelPairing
 from msad.models.detector import FCOS, downscale_nearest
 from msad.models.fusion import CrossFeatureFusion
+from msad.models.resolution_bn import use_resolution
 from msad.structures import LevelOutputs
 
 __all__ = ["TeacherOutputs", "AlignedMultiScaleTeacher"]
@@ -75,9 +77,12 @@ class AlignedMultiScaleTeacher(nn.Module):
         unknown = set(branches) - set(BRANCHES)
         if unknown:
             raise ValueError(f"unknown teacher branches {sorted(unknown)}; choose from {BRANCHES}")
-        hr = self.detector.routed_pyramid(hr_images)
+        backbone = self.detector.backbone
+        with use_resolution(backbone, "hr"):  # private BN per resolution, when the backbone has them
+            hr = self.detector.routed_pyramid(hr_images)
         lr_images = downscale_nearest(hr_images, self.pairing.k)
-        lr = self.detector.routed_pyramid(lr_images, self.pairing.lr_for_hr)
+        with use_resolution(backbone, "lr"):
+            lr = self.detector.routed_pyramid(lr_images, self.pairing.lr_for_hr)
         fused = {lvl: self.fusion(hr[lvl], lr[lvl]) for lvl in hr}
         head = self.detector.head
         return TeacherOutputs(
