@@ -16,9 +16,9 @@ import argparse
 import torch
 from torch import nn
 
-from msad.api.data import eval_collator, train_collator, train_dataset, val_dataset
 from msad.api.training import build_task
 from msad.api.weights import Checkpoint, load_model, read_checkpoint
+from msad.build import build_eval_collator, build_train_collator, build_train_dataset, build_val_dataset
 from msad.config import Recipe, load_recipe
 from msad.data import build_test_loader, build_train_loader
 
@@ -26,8 +26,8 @@ from msad.data import build_test_loader, build_train_loader
 def fusion_weights(recipe: Recipe, ckpt: Checkpoint, batch_size: int) -> dict[str, tuple[float, float]]:
     """Mean C-FF weights per head level over the first validation batch."""
     model = load_model(ckpt)
-    dataset = val_dataset(recipe, label_space=ckpt.label_space)
-    loader = build_test_loader(dataset, batch_size=batch_size, rank=0, world_size=1, collate=eval_collator(recipe, "teacher"))
+    dataset = build_val_dataset(recipe, label_space=ckpt.label_space)
+    loader = build_test_loader(dataset, batch_size=batch_size, rank=0, world_size=1, collate=build_eval_collator(recipe, "teacher"))
     images = next(iter(loader)).images
     with torch.no_grad():
         out = model(images, branches=())
@@ -53,8 +53,8 @@ def reestimate_bn(recipe: Recipe, ckpt: Checkpoint, *, resolution: str, batches:
         norm.reset_running_stats()
         norm.momentum = None
     loader = build_train_loader(
-        train_dataset(recipe), total_batch_size=batch_size, rank=0, world_size=1, seed=1,
-        collate=train_collator(recipe, "teacher"),
+        build_train_dataset(recipe), total_batch_size=batch_size, rank=0, world_size=1, seed=1,
+        collate=build_train_collator(recipe, "teacher"),
     )
     model.detector.backbone.train()
     with torch.no_grad():

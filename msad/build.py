@@ -1,7 +1,10 @@
-"""Assemble detectors from a recipe's model section: the one place where recipe meets modules.
+"""Turn a resolved recipe into objects: the one place where recipe meets modules.
 
-Leaf layers never see the recipe; the builders here read it and call plugin builders with plain keyword
-arguments. Each role gets exactly the pyramid levels it uses, so every parameter it trains gets a gradient:
+Models, criterion, postprocess, datasets, collators, the evaluator and the engine settings are built here;
+``msad.api`` composes them. Leaf layers never see the recipe; the builders here read it and call plugin and
+class constructors with plain keyword arguments.
+
+Each role gets exactly the pyramid levels it uses, so every parameter it trains gets a gradient:
 
 - ``baseline``: head levels ``p3``…``p7`` fed by the same pyramid levels.
 - ``teacher``: the HR branch uses ``p3``…``p7`` and the LR branch ``p2``…``p6`` (k = 2), so ``p2``…``p7``.
@@ -10,34 +13,40 @@ arguments. Each role gets exactly the pyramid levels it uses, so every parameter
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import fields
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, Literal
 
 from torch import nn
 
+from msad.data import CocoDetection, Collator, build_transforms, check_category_compat
 from msad.engine.settings import RunSettings, SolverSettings
 from msad.levels import HEAD_LEVELS, LevelPairing
 from msad.models.detector import FCOS
 from msad.models.fusion import CrossFeatureFusion
 from msad.models.resolution_bn import convert_to_resolution_bn
-from msad.models.resolution_bn import convert_to_resolution_bn
 from msad.models.student import student_from_teacher
 from msad.models.teacher import AlignedMultiScaleTeacher
+from msad.ops.losses import FCOSCriterion
+from msad.ops.postprocess import FCOSPostProcess
 from msad.plugins import get_builder
+from msad.tasks.evaluate import Predictor, evaluate_coco
 
 if TYPE_CHECKING:
     from msad.config import ModelRecipe, Recipe
 
 __all__ = [
-    "Role", "ROLES", "STAGES", "head_routing", "build_detector", "build_model", "build_distill_loss", "model_width",
-    "solver_settings", "run_settings",
+    "Role", "ROLES", "STAGES", "LabelSpace", "head_routing", "build_detector", "build_model", "build_distill_loss",
+    "model_width", "build_criterion", "build_postprocess", "build_train_dataset", "build_val_dataset",
+    "build_train_collator", "build_eval_collator", "build_evaluator", "solver_settings", "run_settings",
 ]
 
 Role = Literal["baseline", "teacher", "student"]
 ROLES: tuple[str, ...] = ("baseline", "teacher", "student")
 #: The recipe stage (:meth:`msad.config.Recipe.solver_for`) whose solver trains each role.
 STAGES: dict[str, str] = {"baseline": "train", "teacher": "teacher", "student": "distill"}
+#: ``[(coco_category_id, name), …]`` in label order.
+LabelSpace = Sequence[tuple[int, str]]
 
 
 def head_routing(role: str, pairing: LevelPairing) -> tuple[dict[str, str], list[str]]:
@@ -93,8 +102,6 @@ def build_model(recipe: Recipe, *, role: str, num_classes: int, teacher: Aligned
         return detector
     if recipe.teacher.bn == "per_resolution":
         convert_to_resolution_bn(detector.backbone)
-    if recipe.teacher.bn == "per_resolution":
-        convert_to_resolution_bn(detector.backbone)
     channels = detector.neck.feature_info[0].channels
     fusion = CrossFeatureFusion(channels=channels, hidden=recipe.teacher.fusion_hidden)
     return AlignedMultiScaleTeacher(detector=detector, fusion=fusion, pairing=pairing)
@@ -111,6 +118,89 @@ def model_width(recipe: Recipe) -> float | None:
     width = recipe.model.backbone.options.get("width")
     return None if width is None else float(width)
 
+
+def build_criterion(recipe: Recipe, *, num_classes: int) -> FCOSCriterion:
+    """The FCOS training losses with the recipe's ``[model.loss]`` hyper-parameters."""
+    loss = recipe.model.loss
+    return FCOSCriterion(
+        num_classes=num_classes, focal_alpha=loss.focal_alpha, focal_gamma=loss.focal_gamma,
+        center_radius=loss.center_radius,
+    )
+
+
+def build_postprocess(recipe: Recipe) -> FCOSPostProcess:
+    """FCOS inference (scores, top-k, NMS) with the recipe's ``[model.postprocess]`` settings."""
+    return FCOSPostProcess(**recipe.model.postprocess.model_dump())
+
+
+def build_train_dataset(recipe: Recipe) -> CocoDetection:
+    """The recipe's training set with multi-scale resize (times ``data.scale``) and flip."""
+    data = recipe.data
+    transforms = build_transforms(
+        train=True, short_sizes=data.train_sizes, max_size=data.max_size, scale=data.scale, flip_prob=data.flip_prob
+    )
+    return CocoDetection(
+        data.train_images, data.train_annotations, transforms=transforms, on_bad_image=data.on_bad_image, train=True
+    )
+
+
+def build_val_dataset(recipe: Recipe, *, label_space: LabelSpace, train: CocoDetection | None = None) -> CocoDetection:
+    """The recipe's validation set at ``data.test_size`` (times ``data.scale``), sharing ``label_space``."""
+    data = recipe.data
+    transforms = build_transforms(train=False, short_sizes=[data.test_size], max_size=data.max_size, scale=data.scale)
+    dataset = CocoDetection(
+        data.val_images, data.val_annotations, transforms=transforms, on_bad_image=data.on_bad_image, train=False,
+        label_space=label_space,
+    )
+    if train is not None:
+        check_category_compat(train, dataset)
+    return dataset
+
+
+@dataclass(frozen=True)
+class _Sizes:
+    """Padding of the batch tensor for a role (the teacher needs HR sizes divisible by its own multiple)."""
+
+    train: int
+    eval: int
+
+
+def _sizes(recipe: Recipe, role: str) -> _Sizes:
+    """Training and evaluation ``size_divisibility`` of a role."""
+    data, teacher = recipe.data, recipe.teacher
+    if role == "teacher":
+        return _Sizes(teacher.size_divisibility, teacher.size_divisibility)
+    if role == "student":  # trains beside the teacher on HR batches; evaluates alone on the ×1/k copy
+        return _Sizes(teacher.size_divisibility, data.size_divisibility * teacher.k)
+    return _Sizes(data.size_divisibility, data.size_divisibility)
+
+
+def _collator(recipe: Recipe, divisibility: int) -> Collator:
+    model = recipe.model
+    return Collator(size_divisibility=divisibility, pixel_mean=tuple(model.pixel_mean), pixel_std=tuple(model.pixel_std))
+
+
+def build_train_collator(recipe: Recipe, role: str) -> Collator:
+    """Collator of a role's training batches."""
+    return _collator(recipe, _sizes(recipe, role).train)
+
+
+def build_eval_collator(recipe: Recipe, role: str) -> Collator:
+    """Collator of a role's evaluation batches."""
+    return _collator(recipe, _sizes(recipe, role).eval)
+
+
+def build_evaluator(
+    recipe: Recipe, role: str, dataset: CocoDetection, *, batch_size: int
+) -> Callable[[Predictor], dict[str, float]]:
+    """``evaluator(predict) -> metrics`` over ``dataset`` (sharded over ranks, gathered)."""
+    collate = build_eval_collator(recipe, role)
+    workers = recipe.data.num_workers
+
+    def evaluator(predict: Predictor) -> dict[str, float]:
+        return evaluate_coco(predict, dataset, collate=collate, batch_size=batch_size, num_workers=workers)
+
+    return evaluator
 
 def solver_settings(recipe: Recipe, *, role: str) -> SolverSettings:
     """The engine's solver settings of a role: the recipe's solver of its stage, field by field.

@@ -14,15 +14,14 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from msad.api.data import eval_collator
 from msad.api.weights import Checkpoint, load_model, read_checkpoint
+from msad.build import build_eval_collator, build_postprocess
 from msad.data import read_image, resized_shape
 from msad.data.transforms import resize_image
 from msad.engine.checkpoint import atomic_write, atomic_write_text
 from msad.engine.distributed import resolve_device
 from msad.models.student import to_input_frame
 from msad.levels import LevelPairing
-from msad.ops.postprocess import FCOSPostProcess
 from msad.structures import Detections, Target
 from msad.tasks.evaluate import to_original_frame
 from msad.visualize import draw_detections
@@ -80,11 +79,11 @@ class Predictor:
         self.recipe = checkpoint.recipe
         self.device = resolve_device(device)
         self.model: nn.Module = load_model(checkpoint).to(self.device)
-        self.postprocess = FCOSPostProcess(**self.recipe.model.postprocess.model_dump())
+        self.postprocess = build_postprocess(self.recipe)
         self.score_threshold = score_threshold
         self.pairing = LevelPairing(k=self.recipe.teacher.k)
         # a student sees the image as given (its LR input): padded like a single-resolution model's batch
-        self.collate = eval_collator(self.recipe, "baseline" if checkpoint.role == "student" else checkpoint.role)
+        self.collate = build_eval_collator(self.recipe, "baseline" if checkpoint.role == "student" else checkpoint.role)
 
     @torch.no_grad()
     def __call__(self, image: Tensor) -> Detections:

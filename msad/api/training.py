@@ -14,16 +14,16 @@ from typing import Any
 
 from torch import nn
 
-from msad.api.data import coco_evaluator, train_collator, train_dataset, val_dataset
 from msad.api.weights import Checkpoint, check_compatible, detector_metadata, load_model, read_checkpoint
-from msad.build import STAGES, build_distill_loss, build_model, run_settings, solver_settings
+from msad.build import (
+    STAGES, build_criterion, build_distill_loss, build_evaluator, build_model, build_postprocess, build_train_collator,
+    build_train_dataset, build_val_dataset, run_settings, solver_settings,
+)
 from msad.config import Recipe, recipe_from_dict
 from msad.data import build_train_loader
 from msad.engine import Trainer, launch
 from msad.engine.checkpoint import CheckpointError
 from msad.engine.distributed import get_rank, get_world_size
-from msad.ops.losses import FCOSCriterion
-from msad.ops.postprocess import FCOSPostProcess
 from msad.tasks.detection import DetectionTask
 from msad.tasks.student import StudentTask
 from msad.tasks.teacher import TeacherTask
@@ -87,7 +87,7 @@ def _run(recipe: Recipe, role: str, *, gpus: int, output: str | Path | None, res
 def _train_worker(job: _Job) -> dict[str, float]:
     """One rank: build everything from the recipe and train."""
     recipe = recipe_from_dict(job.recipe)
-    train_set = train_dataset(recipe)
+    train_set = build_train_dataset(recipe)
     teacher_ckpt = read_checkpoint(job.teacher, role="teacher") if job.teacher else None
     if teacher_ckpt is not None and teacher_ckpt.label_space != train_set.label_space:
         raise CheckpointError(
@@ -101,7 +101,7 @@ def _train_worker(job: _Job) -> dict[str, float]:
     solver = solver_settings(recipe, role=job.role)
     run = recipe.run
     settings = run_settings(recipe)
-    collate = train_collator(recipe, job.role)
+    collate = build_train_collator(recipe, job.role)
 
     def loader(start: int, rank: int, world_size: int):
         return build_train_loader(
@@ -131,13 +131,9 @@ def build_task(
         eval_branch: the teacher branch to evaluate (default ``teacher.eval_branch``).
     """
     num_classes = len(label_space)
-    loss, post = recipe.model.loss, recipe.model.postprocess
     common = {
-        "criterion": FCOSCriterion(
-            num_classes=num_classes, focal_alpha=loss.focal_alpha, focal_gamma=loss.focal_gamma,
-            center_radius=loss.center_radius,
-        ),
-        "postprocess": FCOSPostProcess(**post.model_dump()),
+        "criterion": build_criterion(recipe, num_classes=num_classes),
+        "postprocess": build_postprocess(recipe),
         "evaluator": _evaluator(recipe, role, label_space, train_set, val_batch_size),
         "metadata": detector_metadata(recipe, role=role, label_space=list(label_space)),
     }
@@ -167,6 +163,6 @@ def _evaluator(recipe: Recipe, role: str, label_space, train_set, batch_size: in
     """The COCO evaluator on the recipe's validation set (``None`` when the recipe has none)."""
     if not recipe.data.val_annotations:
         return None
-    dataset = val_dataset(recipe, label_space=label_space, train=train_set)
+    dataset = build_val_dataset(recipe, label_space=label_space, train=train_set)
     per_rank = batch_size or max(1, recipe.solver_for(STAGES[role]).batch_size // get_world_size())
-    return coco_evaluator(recipe, role, dataset, batch_size=per_rank)
+    return build_evaluator(recipe, role, dataset, batch_size=per_rank)

@@ -11,9 +11,8 @@ import pytest
 import torch
 
 from msad import api
-from msad.api.data import train_collator, train_dataset
 from msad.api.training import build_task
-from msad.build import build_distill_loss
+from msad.build import build_distill_loss, build_train_collator, build_train_dataset
 from msad.config import Recipe
 from msad.engine.checkpoint import CheckpointError
 from msad.tasks.detection import DetectionTask
@@ -88,8 +87,8 @@ def test_evaluate_branch_on_a_student_is_refused(trained_student: api.TrainResul
 
 def _student_batch(recipe: Recipe):
     """Four augmented training items collated as the student's training batches are (HR, teacher padding)."""
-    dataset = train_dataset(recipe)
-    return train_collator(recipe, "student")([dataset[(i, 7)] for i in range(4)])
+    dataset = build_train_dataset(recipe)
+    return build_train_collator(recipe, "student")([dataset[(i, 7)] for i in range(4)])
 
 
 def test_kd_weight_zero_is_plain_low_resolution_training(tiny_recipe: Recipe, trained_teacher: api.TrainResult) -> None:
