@@ -1,4 +1,4 @@
-"""The recipe → objects builders of ``msad.build``: engine settings (one declaration of the solver defaults)."""
+"""The recipe → objects builders of ``msad.build``: losses, inference, engine settings (solver defaults declared once)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from dataclasses import fields
 
 import pytest
 
-from msad.build import ROLES, run_settings, solver_settings
+from msad.build import ROLES, build_criterion, build_postprocess, run_settings, solver_settings
 from msad.config import Recipe, SolverOverrides, SolverRecipe, recipe_from_dict
 from msad.engine import RunSettings, SolverSettings, lr_at
 from msad.errors import RecipeError
@@ -54,3 +54,14 @@ def test_run_settings_follow_the_run_table() -> None:
     run = run_settings(_recipe(run={"output": "somewhere", "seed": 3, "eval_period": 9}))
     assert isinstance(run, RunSettings)
     assert (str(run.output), run.seed, run.eval_period) == ("somewhere", 3, 9)
+
+
+def test_criterion_and_postprocess_take_the_recipe_values() -> None:
+    recipe = _recipe(model={
+        "loss": {"focal_alpha": 0.3, "focal_gamma": 1.5, "center_radius": 2.0},
+        "postprocess": {"score_threshold": 0.1, "pre_nms_topk": 50, "nms_threshold": 0.5, "max_detections": 7},
+    })
+    crit = build_criterion(recipe, num_classes=5)
+    assert (crit.num_classes, crit.focal_alpha, crit.focal_gamma, crit.center_radius) == (5, 0.3, 1.5, 2.0)
+    post = build_postprocess(recipe)
+    assert (post.score_threshold, post.pre_nms_topk, post.nms_threshold, post.max_detections) == (0.1, 50, 0.5, 7)
