@@ -10,6 +10,7 @@ __all__ = [
     "DataError",
     "RunStateError",
     "ResourceError",
+    "CheckpointError",
     "Interrupted",
 ]
 
@@ -56,6 +57,12 @@ class RunStateError(MsadError):
 
 class ResourceError(MsadError):
     """The machine ran out of something (disk space, memory) or the training diverged: the user's situation, not a bug."""
+
+    exit_code = 1
+
+
+class CheckpointError(MsadError):
+    """A weights or training-state file is missing, unreadable, or not what msad expects."""
 
     exit_code = 1
 

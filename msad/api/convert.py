@@ -22,7 +22,8 @@ from msad.convert.detectron2 import (
     detectron2_role,
     load_detectron2_checkpoint,
 )
-from msad.engine.checkpoint import CheckpointError, save_weights
+from msad.errors import CheckpointError
+from msad.serialization import save_weights
 
 __all__ = ["convert_detectron2"]
 

@@ -11,8 +11,8 @@ from msad.api.training import build_task
 from msad.api.weights import check_compatible, load_model, read_checkpoint
 from msad.config import Recipe, recipe_from_dict
 from msad.engine import launch
-from msad.engine.checkpoint import atomic_write_text
 from msad.engine.distributed import resolve_device
+from msad.serialization import atomic_write_text
 
 __all__ = ["METRICS", "evaluate"]
 

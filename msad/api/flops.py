@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from msad.build import build_model
 from msad.config import Recipe, recipe_from_dict
-from msad.engine.checkpoint import atomic_write_text
+from msad.serialization import atomic_write_text
 
 __all__ = ["CapacityRow", "CapacityReport", "count_macs", "capacity", "paper_recipe", "PAPER_WIDTHS"]
 

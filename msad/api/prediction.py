@@ -18,10 +18,10 @@ from msad.api.weights import Checkpoint, load_model, read_checkpoint
 from msad.build import build_eval_collator, build_postprocess
 from msad.data import read_image, resized_shape
 from msad.data.transforms import resize_image
-from msad.engine.checkpoint import atomic_write, atomic_write_text
 from msad.engine.distributed import resolve_device
 from msad.models.student import to_input_frame
 from msad.levels import LevelPairing
+from msad.serialization import atomic_write, atomic_write_text
 from msad.structures import Detections, Target
 from msad.tasks.evaluate import to_original_frame
 from msad.visualize import draw_detections

@@ -22,8 +22,8 @@ from msad.build import (
 from msad.config import Recipe, recipe_from_dict
 from msad.data import build_train_loader
 from msad.engine import Trainer, launch
-from msad.engine.checkpoint import CheckpointError
 from msad.engine.distributed import get_rank, get_world_size
+from msad.errors import CheckpointError
 from msad.tasks.detection import DetectionTask
 from msad.tasks.student import StudentTask
 from msad.tasks.teacher import TeacherTask

@@ -11,8 +11,8 @@ from torch import Tensor, nn
 import msad
 from msad.build import ROLES, build_model, model_width
 from msad.config import Recipe, recipe_from_dict
-from msad.engine.checkpoint import CheckpointError, load_weights, state_mismatch
-from msad.errors import RecipeError
+from msad.errors import CheckpointError, RecipeError
+from msad.serialization import load_weights, state_mismatch
 
 __all__ = ["Checkpoint", "detector_metadata", "read_checkpoint", "load_model", "check_compatible"]
 

@@ -42,7 +42,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from msad.engine.checkpoint import CheckpointError
+from msad.errors import CheckpointError
 from msad.levels import BACKBONE_LEVELS, HEAD_LEVELS
 from msad.models.backbones.slimmable_resnet import DEPTHS, channels_at
 

@@ -1,9 +1,9 @@
 """msad.engine: the one training engine (DDP, AMP, schedule, EMA, checkpoints, exact resume, metrics).
 
-It knows nothing about detection: it trains any :class:`TrainTask`. Import the pieces from here.
+It knows nothing about detection: it trains any :class:`TrainTask`. Import the pieces from here; weights files
+and atomic writes are :mod:`msad.serialization`'s.
 """
 
-from msad.engine.checkpoint import FORMAT, CheckpointError, atomic_write, load_weights, save_weights
 from msad.engine.distributed import (
     LaunchError,
     all_gather_object,
@@ -24,11 +24,6 @@ from msad.engine.trainer import RunExistsError, Trainer, TrainingDiverged, Train
 from msad.engine.training_state import TrainingState, load_training_state, save_training_state
 
 __all__ = [
-    "FORMAT",
-    "CheckpointError",
-    "atomic_write",
-    "load_weights",
-    "save_weights",
     "LaunchError",
     "launch",
     "resolve_device",

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 import msad
-from msad.engine.checkpoint import atomic_write_text
+from msad.serialization import atomic_write_text
 
 __all__ = ["MetricsWriter", "read_metrics", "Progress", "use_rich_progress", "environment_info"]
 

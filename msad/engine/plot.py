@@ -9,7 +9,7 @@ from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
-from msad.engine.checkpoint import atomic_write
+from msad.serialization import atomic_write
 
 __all__ = ["plot_curves", "nice_ticks"]
 

@@ -25,7 +25,6 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
 from msad.engine import distributed as du
-from msad.engine.checkpoint import atomic_write_text, save_weights
 from msad.engine.ema import ModelEMA
 from msad.engine.metrics import MetricsWriter, Progress, environment_info, read_metrics
 from msad.engine.plot import plot_curves
@@ -39,6 +38,7 @@ from msad.engine.training_state import (
     restore_rng_state,
     save_training_state,
 )
+from msad.serialization import atomic_write_text, save_weights
 
 __all__ = ["TrainTask", "TrainingDiverged", "RunExistsError", "Trainer", "seed_everything"]
 

@@ -19,7 +19,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from msad.engine.checkpoint import CheckpointError, atomic_write_text, read_tensors, save_tensors
+from msad.errors import CheckpointError
+from msad.serialization import atomic_write_text, read_tensors, save_tensors
 
 try:
     import numpy as np

@@ -14,7 +14,7 @@ from msad import api
 from msad.api.training import build_task
 from msad.build import build_distill_loss, build_train_collator, build_train_dataset
 from msad.config import Recipe
-from msad.engine.checkpoint import CheckpointError
+from msad.errors import CheckpointError
 from msad.tasks.detection import DetectionTask
 from msad.tasks.student import StudentTask
 

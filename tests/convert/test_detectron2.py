@@ -25,7 +25,7 @@ from msad.convert.detectron2 import (
     fold_input_normalization,
     load_detectron2_checkpoint,
 )
-from msad.engine.checkpoint import CheckpointError
+from msad.errors import CheckpointError
 
 ROOT = Path(__file__).resolve().parents[2]
 NUM_CLASSES = 3

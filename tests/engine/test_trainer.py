@@ -13,8 +13,9 @@ import torch
 from PIL import Image
 
 import toytask
-from msad.engine import RunExistsError, Trainer, TrainingDiverged, load_weights
+from msad.engine import RunExistsError, Trainer, TrainingDiverged
 from msad.engine.metrics import read_metrics
+from msad.serialization import load_weights
 
 
 def fit(output: Path, task: toytask.ToyTask | None = None, *, resume=False, force=False, **kwargs) -> Trainer:

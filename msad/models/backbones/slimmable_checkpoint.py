@@ -16,7 +16,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from msad.engine.checkpoint import CheckpointError, save_weights
+from msad.errors import CheckpointError
+from msad.serialization import save_weights
 from msad.levels import BACKBONE_LEVELS
 from msad.models.backbones.slimmable_resnet import DEFAULT_WIDTHS, DEPTHS, channels_at
 

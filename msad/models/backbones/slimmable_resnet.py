@@ -310,7 +310,7 @@ def _validate(depth: int, width: float, widths: Sequence[float], norm: str, free
 
 def _load_weights(model: SlimmableResNet, path: str | Path) -> None:
     """Load a msad backbone safetensors file or a public slimmable_networks ``.pt`` checkpoint into ``model``."""
-    from msad.engine.checkpoint import load_weights, state_mismatch
+    from msad.serialization import load_weights, state_mismatch
     from msad.models.backbones.slimmable_checkpoint import (
         CheckpointFormatError,
         convert_slimmable_state_dict,

@@ -66,7 +66,7 @@ def _read_state_dict(path: Path) -> dict[str, Tensor]:
 
 def _load_strict(model: nn.Module, path: Path, model_name: str) -> None:
     """Load ``path`` strictly; keys of the full timm model that ``features_only`` dropped (heads) are ignored."""
-    from msad.engine.checkpoint import state_mismatch
+    from msad.serialization import state_mismatch
     from msad.models.backbones.slimmable_checkpoint import CheckpointFormatError
 
     state = _read_state_dict(path)

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from msad.engine.checkpoint import load_weights
+from msad.serialization import load_weights
 from msad.models.backbones.slimmable_checkpoint import (
     CheckpointFormatError,
     convert_slimmable_state_dict,

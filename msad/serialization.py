@@ -1,4 +1,7 @@
-"""Checkpoints without pickle: safetensors weights with JSON metadata, and atomic writes.
+"""Files without pickle: safetensors weights with JSON metadata, and atomic writes.
+
+Neutral helpers used by the engine, the models (pretrained backbones), the converters and the API; this module
+imports nothing of msad but :mod:`msad.errors`.
 
 Every write goes to a temporary file in the destination's directory, is fsynced and then moved over the
 destination with ``os.replace``, so a crash leaves either the old file or the new one, never half of one.
@@ -19,14 +22,7 @@ from safetensors.torch import save_file
 from torch import Tensor
 
 import msad
-
-try:  # the shared error type, once msad/errors.py exists
-    from msad.errors import CheckpointError
-except ImportError:  # pragma: no cover - depends on the rest of the package
-
-    class CheckpointError(ValueError):  # type: ignore[no-redef]
-        """A checkpoint file is missing, unreadable or not what msad expects."""
-
+from msad.errors import CheckpointError
 
 __all__ = [
     "FORMAT",
