@@ -6,7 +6,9 @@ import contextlib
 import io
 import json
 import logging
+import math
 import os
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -16,6 +18,8 @@ from pycocotools.coco import COCO
 from torch import Tensor
 
 from msad.data.images import ImageReadError, read_image
+from msad.data.transforms import resized_shape
+from msad.errors import DataError
 from msad.structures import Target
 
 __all__ = ["DatasetError", "CocoDetection", "DatasetItem", "check_category_compat", "load_coco_json"]
@@ -29,7 +33,7 @@ TransformFn = Callable[[Tensor, Target, "torch.Generator | None"], tuple[Tensor,
 _MIN_SIDE = 1.0  # boxes whose width or height is <= this many pixels after clipping are dropped
 
 
-class DatasetError(ValueError):
+class DatasetError(DataError, ValueError):
     """An annotation file or dataset is missing, malformed, empty or incompatible (one-line message)."""
 
 
@@ -133,11 +137,14 @@ class CocoDetection(torch.utils.data.Dataset):
         *,
         transforms: TransformFn | None = None,
         on_bad_image: Literal["error", "skip"] = "error",
+        on_bad_annotation: Literal["error", "drop"] = "error",
         train: bool,
         label_space: Sequence[tuple[int, str]] | None = None,
     ) -> None:
         if on_bad_image not in ("error", "skip"):
             raise ValueError(f"on_bad_image must be 'error' or 'skip', got {on_bad_image!r}")
+        if on_bad_annotation not in ("error", "drop"):
+            raise ValueError(f"on_bad_annotation must be 'error' or 'drop', got {on_bad_annotation!r}")
         self.images_dir = Path(images_dir)
         self.annotations_file = Path(annotations_file)
         self.transforms = transforms
@@ -146,13 +153,29 @@ class CocoDetection(torch.utils.data.Dataset):
         data = load_coco_json(self.annotations_file)
         if not data["images"]:
             raise DatasetError(f"dataset {str(self.annotations_file)!r} contains no images")
+        data["annotations"] = _checked_annotations(data["annotations"], on_bad_annotation, self.annotations_file)
         self._file_categories = {int(c["id"]): str(c.get("name", c["id"])) for c in data["categories"]}
         self._set_label_space(label_space)
         self.coco = _quiet_coco(data)
         self._images = sorted(data["images"], key=lambda img: int(img["id"]))
         self.image_ids: list[int] = [int(img["id"]) for img in self._images]
         self._boxes, self._labels = self._index_annotations(data["annotations"])
-        self._bad: set[int] = set()
+        self._bad: set[int] = self._missing_images(on_bad_image)
+
+    def _missing_images(self, on_bad_image: str) -> set[int]:
+        """Indices of listed images that are not on disk: refused (``error``) or skipped with a count (``skip``)."""
+        missing = [i for i in range(len(self._images)) if not self.image_path(i).is_file()]
+        if not missing:
+            return set()
+        names = [str(self._images[i]["file_name"]) for i in missing]
+        what = (
+            f"{len(missing)} of {len(self._images)} images listed in {str(self.annotations_file)!r} are missing from "
+            f"{str(self.images_dir)!r}: {', '.join(names[:3])}{' …' if len(names) > 3 else ''}"
+        )
+        if on_bad_image == "error":
+            raise DatasetError(what)
+        print(f"msad: warning: {what}; skipped (data.on_bad_image = \"skip\")", file=sys.stderr, flush=True)
+        return set(missing)
 
     # ------------------------------------------------------------------ categories
     def _set_label_space(self, label_space: Sequence[tuple[int, str]] | None) -> None:
@@ -189,6 +212,29 @@ class CocoDetection(torch.utils.data.Dataset):
             boxes.append(torch.tensor([b for b, _ in entries], dtype=torch.float32).reshape(-1, 4))
             labels.append(torch.tensor([lab for _, lab in entries], dtype=torch.int64))
         return boxes, labels
+
+    @property
+    def num_boxes(self) -> int:
+        """Number of (non-crowd) annotated boxes."""
+        return sum(len(b) for b in self._boxes)
+
+    def trainable_boxes(self, *, short_size: int, max_size: int, scale: float) -> int | None:
+        """How many boxes keep both sides above the minimum after resizing to ``short_size`` (long side capped) × ``scale``.
+
+        ``None`` when the annotation file does not give every image's ``height`` and ``width``.
+        """
+        count = 0
+        for index, img in enumerate(self._images):
+            try:
+                height, width = int(img["height"]), int(img["width"])
+            except (KeyError, TypeError, ValueError):
+                return None
+            boxes = self.target(index, height, width).boxes
+            new_h, new_w = resized_shape(height, width, short_size, max_size, scale)
+            sides_w = (boxes[:, 2] - boxes[:, 0]) * new_w / width
+            sides_h = (boxes[:, 3] - boxes[:, 1]) * new_h / height
+            count += int(((sides_w > _MIN_SIDE) & (sides_h > _MIN_SIDE)).sum())
+        return count
 
     def target(self, index: int, height: int, width: int) -> Target:
         """Ground truth of image ``index`` in its original frame: boxes clipped, degenerate ones dropped."""
@@ -250,6 +296,29 @@ class CocoDetection(torch.utils.data.Dataset):
             f"CocoDetection({str(self.annotations_file)!r}, images={len(self)}, classes={self.num_classes}, "
             f"train={self.train})"
         )
+
+
+def _bad_box(bbox: Sequence[Any]) -> bool:
+    """Whether a COCO ``[x, y, w, h]`` has a NaN or infinite value or a negative width or height."""
+    values = [float(v) for v in bbox]
+    return not all(math.isfinite(v) for v in values) or values[2] < 0 or values[3] < 0
+
+
+def _checked_annotations(annotations: list[dict[str, Any]], on_bad: str, path: Path) -> list[dict[str, Any]]:
+    """``annotations`` without NaN / infinite / negative-size boxes (``drop``, counted on stderr) or an error."""
+    bad = [ann for ann in annotations if _bad_box(ann["bbox"])]
+    if not bad:
+        return annotations
+    first = bad[0]
+    what = (
+        f"{len(bad)} of {len(annotations)} annotations in {str(path)!r} have a NaN, infinite or negative-size bbox "
+        f"(first: annotation {first.get('id', '?')} of image {first['image_id']}, bbox {first['bbox']})"
+    )
+    if on_bad == "error":
+        raise DatasetError(f"{what}; fix them or set data.on_bad_annotation = \"drop\" to train without them")
+    print(f"msad: warning: dropped {what} (data.on_bad_annotation = \"drop\")", file=sys.stderr, flush=True)
+    dropped = {id(ann) for ann in bad}
+    return [ann for ann in annotations if id(ann) not in dropped]
 
 
 def _check_subset(sub: dict[int, str], full: dict[int, str], *, what: str) -> None:

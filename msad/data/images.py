@@ -16,16 +16,21 @@ import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor
 
+from msad.errors import DataError
+
 __all__ = ["ImageReadError", "read_image", "pil_to_rgb"]
 
 
-class ImageReadError(ValueError):
+class ImageReadError(DataError, ValueError):
     """An image file is missing, unreadable or corrupt; the message names the file and the problem."""
 
     def __init__(self, path: str | os.PathLike[str], problem: str) -> None:
         self.path = str(path)
         self.problem = " ".join(str(problem).split())  # one line
         super().__init__(f"cannot read image {self.path!r}: {self.problem}")
+
+    def __reduce__(self) -> tuple:
+        return (type(self), (self.path, self.problem))
 
 
 def read_image(path: str | os.PathLike[str]) -> Tensor:

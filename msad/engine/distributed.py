@@ -22,6 +22,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import Tensor
 
+from msad.errors import UsageError
+
 __all__ = [
     "LaunchError",
     "launch",
@@ -72,7 +74,12 @@ def launch(fn: Callable[..., T], *, num_procs: int = 1, args: tuple = (), device
         return fn(*args)
     device_type = _device_type(device)
     if device_type == "cuda" and torch.cuda.device_count() < num_procs:
-        raise ValueError(f"asked for {num_procs} CUDA ranks but this machine has {torch.cuda.device_count()} GPUs")
+        raise UsageError(f"--gpus {num_procs}: asked for {num_procs} CUDA ranks but this machine has {torch.cuda.device_count()} GPUs")
+    if device_type == "cpu" and num_procs > (os.cpu_count() or 1):
+        raise UsageError(
+            f"--gpus {num_procs}: asked for {num_procs} CPU ranks but this machine has {os.cpu_count() or 1} CPU cores; "
+            "use at most that many"
+        )
     port = _free_port()
     with tempfile.TemporaryDirectory(prefix="msad-launch-") as tmp:
         try:
@@ -214,7 +221,7 @@ def _write_pickle(path: Path, obj: Any) -> None:
         data = pickle.dumps(obj)
         pickle.loads(data)
     except Exception:  # noqa: BLE001 - anything unpicklable becomes text
-        data = pickle.dumps(("unpicklable", repr(obj)))
+        data = pickle.dumps(("unpicklable", _describe(obj)))
     partial = path.with_name(path.name + ".part")
     partial.write_bytes(data)
     os.replace(partial, path)  # the launcher never reads half a file
@@ -236,8 +243,21 @@ def _child_exception(tmp: Path, rank: int, world_size: int, message: str) -> Bas
             exc, child_traceback = payload
             exc.add_note(f"raised on spawned rank {rank} of {world_size}; the rank's traceback:\n{child_traceback}")
             return exc
-    first_line = message.strip().splitlines()[-1] if message.strip() else "no message"
-    return LaunchError(f"rank {rank} of {world_size} failed: {first_line}\n{message}")
+        if isinstance(payload, tuple) and len(payload) == 2 and payload[0] == "unpicklable":
+            message = str(payload[1])
+    lines = [line for line in message.strip().splitlines() if line.strip()]
+    error = LaunchError(f"rank {rank} of {world_size} failed: {lines[-1].strip() if lines else 'no message'}")
+    error.add_note(message)
+    return error
+
+
+def _describe(obj: Any) -> str:
+    """An object that cannot be pickled as text: an ``(exception, traceback)`` pair as its traceback, one line last."""
+    if isinstance(obj, tuple) and len(obj) == 2 and isinstance(obj[0], BaseException):
+        exc, child_traceback = obj
+        text = " ".join(str(exc).split())
+        return f"{child_traceback}\n{type(exc).__name__}: {text}" if text else f"{child_traceback}\n{type(exc).__name__}"
+    return repr(obj)
 
 
 def _device_type(device: str) -> str:

@@ -57,10 +57,10 @@ def test_crowd_degenerate_and_out_of_image_boxes(tmp_path: Path) -> None:
         _ann(4, 1, 3, [35, 25, 20, 20]),  # clipped to (35, 25, 40, 30)
         _ann(5, 1, 3, [50, 5, 10, 10]),  # outside the 40-wide image: dropped
         _ann(6, 1, 7, [39.5, 5, 10, 10]),  # 0.5 px inside after clipping: dropped
-        _ann(7, 1, 7, [10, 10, -3, 4]),  # negative width: dropped
+        _ann(7, 1, 7, [10, 10, -3, 4]),  # negative width: dropped (on_bad_annotation="drop", counted on stderr)
     ]
     del anns[2]["area"]  # missing area is tolerated
-    ds = CocoDetection(tmp_path / "img", _write(tmp_path, [_image(1)], anns), train=True)
+    ds = CocoDetection(tmp_path / "img", _write(tmp_path, [_image(1)], anns), train=True, on_bad_annotation="drop")
     _, target, _ = ds[0]
     assert target.boxes.tolist() == [[0, 0, 10, 7], [35, 25, 40, 30]]
     assert target.labels.tolist() == [0, 1]
@@ -90,25 +90,27 @@ def test_seeded_augmentation_is_a_pure_function_of_the_seed(tmp_path: Path) -> N
     assert evaluation[(0, 1)][2]["size"] == evaluation[(0, 2)][2]["size"] == (24, 32)
 
 
-def test_bad_images_error_or_skip(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_bad_images_error_or_skip(tmp_path: Path, caplog: pytest.LogCaptureFixture, capsys: pytest.CaptureFixture[str]) -> None:
     path = _write(tmp_path, [_image(1), _image(2), _image(3)], [_ann(1, 3, 1, [1, 1, 5, 5])])
     (tmp_path / "img" / "1.png").write_bytes(b"garbage")
     (tmp_path / "img" / "2.png").unlink()
-    strict = CocoDetection(tmp_path / "img", path, train=True)
-    with pytest.raises(ValueError, match="1.png"):
-        strict[0]
-    with pytest.raises(ValueError, match="2.png.*not found"):
-        strict[1]
+    with pytest.raises(DatasetError, match=r"1 of 3 images listed in .* are missing from .*: 2.png"):
+        CocoDetection(tmp_path / "img", path, train=True)  # a missing file is found when the dataset is opened
     with caplog.at_level(logging.WARNING, logger="msad.data.coco"):
         lenient = CocoDetection(tmp_path / "img", path, train=True, on_bad_image="skip")
+        assert "2.png" in capsys.readouterr().err  # the missing file is counted on stderr at once
         assert [lenient[i][2]["image_id"] for i in range(3)] == [3, 3, 3]  # next readable, deterministically
-    assert "1.png" in caplog.text and "2.png" in caplog.text
+    assert "1.png" in caplog.text  # the undecodable one when it is read
     evaluation = CocoDetection(tmp_path / "img", path, train=False, on_bad_image="skip")
     assert evaluation[0] is None and evaluation[1] is None and evaluation[2][2]["image_id"] == 3
+    (tmp_path / "img" / "2.png").write_bytes((tmp_path / "img" / "3.png").read_bytes())
+    strict = CocoDetection(tmp_path / "img", path, train=True)
+    with pytest.raises(ValueError, match="1.png"):  # an undecodable file still fails when read, as on_bad_image says
+        strict[0]
 
 
 def test_all_images_bad_in_skip_mode(tmp_path: Path) -> None:
-    path = _write(tmp_path, [_image(1)], [])
+    path = _write(tmp_path, [_image(1)], [_ann(1, 1, 1, [1, 1, 5, 5])])
     (tmp_path / "img" / "1.png").write_bytes(b"")
     with pytest.raises(DatasetError, match="no readable image"):
         CocoDetection(tmp_path / "img", path, train=True, on_bad_image="skip")[0]

@@ -1,0 +1,68 @@
+"""The user's situations, told as such: Ctrl-C, a full disk and exhausted memory become one-line msad errors.
+
+These are not msad bugs: the message says what happened and what to do, and (for training) where the last
+checkpoint is. Used around every training and evaluation launch, so errors from spawned ranks are covered too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+
+from msad.errors import Interrupted, ResourceError
+
+__all__ = ["user_situations", "last_checkpoint"]
+
+
+def last_checkpoint(output: Path) -> str:
+    """Where a run in ``output`` can be resumed from, as a phrase."""
+    try:
+        iteration = int(json.loads((output / "state.json").read_text(encoding="utf-8"))["iteration"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return f"no checkpoint was written in {output}, so there is nothing to resume"
+    return (
+        f"the last checkpoint is {output / 'last.safetensors'} (iteration {iteration}); "
+        "continue with the same command and --resume"
+    )
+
+
+def _out_of_memory(err: BaseException) -> bool:
+    """Whether ``err`` is an allocation failure (CUDA or CPU)."""
+    if isinstance(err, MemoryError | torch.OutOfMemoryError):
+        return True
+    text = str(err)
+    return isinstance(err, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
+@contextlib.contextmanager
+def user_situations(what: str, *, output: Path | None = None) -> Iterator[None]:
+    """Turn Ctrl-C, ENOSPC and out-of-memory inside the block into :class:`Interrupted` / :class:`ResourceError`.
+
+    Args:
+        what: the command, for the message (``"training"``, ``"evaluation"``).
+        output: the run directory, to say where the last checkpoint is.
+    """
+    try:
+        yield
+    except KeyboardInterrupt:
+        where = "" if output is None else "; " + last_checkpoint(output)
+        raise Interrupted(f"{what} interrupted{where}") from None
+    except OSError as err:
+        if err.errno != errno.ENOSPC:
+            raise
+        place = f" ({err.filename})" if err.filename else ""
+        where = "" if output is None else "; " + last_checkpoint(output)
+        raise ResourceError(f"{what} stopped: no space left on the device{place}; free disk space{where}") from err
+    except (MemoryError, RuntimeError) as err:
+        if not _out_of_memory(err):
+            raise
+        where = "" if output is None else "; " + last_checkpoint(output)
+        raise ResourceError(
+            f"{what} ran out of memory; lower solver.batch_size (or --batch-size), data.train_sizes / data.max_size, "
+            f"data.num_workers, or use fewer --gpus ranks per device{where}"
+        ) from err
