@@ -168,10 +168,9 @@ class _Sizes:
 def _sizes(recipe: Recipe, role: str) -> _Sizes:
     """Training and evaluation ``size_divisibility`` of a role."""
     data, teacher = recipe.data, recipe.teacher
-    if role == "teacher":
+    if role in ("teacher", "student"):  # the student trains beside the teacher on its HR batches and is evaluated
+        # with the same padding (as the reference), so its ×1/k input has the borders it was trained with
         return _Sizes(teacher.size_divisibility, teacher.size_divisibility)
-    if role == "student":  # trains beside the teacher on HR batches; evaluates alone on the ×1/k copy
-        return _Sizes(teacher.size_divisibility, data.size_divisibility * teacher.k)
     return _Sizes(data.size_divisibility, data.size_divisibility)
 
 

@@ -2,13 +2,20 @@
 
 Everything here is built lazily, once per session, and shared (read-only) by the API and CLI tests, so the
 whole teacher → student pipeline trains only once (a few seconds on two CPU cores).
+
+Two families: ``trained_*`` are 4-iteration runs on the cluttered synthetic set (they test plumbing; their AP is
+0), ``learned_*`` are 40-iteration runs on :func:`write_easy_coco`'s few large high-contrast objects, where AP is
+clearly above zero, so tests can compare real numbers and see the method (branch, frame, padding…).
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image, ImageDraw
 
 from msad import api
 from msad.config import Recipe, load_recipe
@@ -83,3 +90,87 @@ def trained_student(tiny_recipe: Recipe, trained_teacher: api.TrainResult, tmp_p
 def trained_baseline(tiny_recipe: Recipe, tmp_path_factory: pytest.TempPathFactory) -> api.TrainResult:
     """A 4-iteration FCOS baseline run."""
     return api.train(tiny_recipe, output=tmp_path_factory.mktemp("runs") / "baseline")
+
+
+EASY_CATEGORIES = ((1, "square"), (3, "disc"))
+EASY_SIZE = 64  # short side of every easy image; the validation set alternates 64×64 and 64×96
+LEARNED_ITERS = 40
+
+
+def write_easy_coco(root: Path, *, train: int = 16, val: int = 8, seed: int = 0) -> Path:
+    """A COCO dataset a tiny detector learns in a few dozen CPU iterations; returns ``root``.
+
+    One or two large (19–29 px) objects per image, white squares and orange discs on black, one per image half so
+    they never overlap. Validation images alternate 64×64 and 64×96 so that batches mix sizes (padding tests).
+    """
+    (root / "annotations").mkdir(parents=True, exist_ok=True)
+    for split, count, code in (("train", train, 0), ("val", val, 1)):
+        (root / split).mkdir(exist_ok=True)
+        coco: dict = {"images": [], "annotations": [], "categories": [{"id": c, "name": n} for c, n in EASY_CATEGORIES]}
+        for index in range(count):
+            rng = np.random.default_rng([seed, code, index])
+            height, width = EASY_SIZE, EASY_SIZE + (32 if split == "val" and index % 2 else 0)
+            image = Image.new("RGB", (width, height))
+            draw = ImageDraw.Draw(image)
+            for half in rng.permutation(2)[: int(rng.integers(1, 3))]:
+                category = EASY_CATEGORIES[int(rng.integers(0, 2))][0]
+                side = int(rng.integers(19, 30))
+                x = int(half * width // 2 + rng.integers(0, width // 2 - side + 1))
+                y = int(rng.integers(0, height - side + 1))
+                shape = draw.rectangle if category == 1 else draw.ellipse
+                shape([x, y, x + side - 1, y + side - 1], fill=(255, 255, 255) if category == 1 else (255, 96, 0))
+                coco["annotations"].append({
+                    "id": len(coco["annotations"]) + 1, "image_id": index + 1, "category_id": category,
+                    "bbox": [x, y, side, side], "area": side * side, "iscrowd": 0,
+                })
+            name = f"{index + 1:06d}.png"
+            image.save(root / split / name)
+            coco["images"].append({"id": index + 1, "file_name": name, "height": height, "width": width})
+        (root / "annotations" / f"{split}.json").write_text(json.dumps(coco), encoding="utf-8")
+    return root
+
+
+@pytest.fixture(scope="session")
+def easy_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Root of the :func:`write_easy_coco` dataset (16 train / 8 val images, generated once)."""
+    return write_easy_coco(tmp_path_factory.mktemp("easy"))
+
+
+@pytest.fixture(scope="session")
+def easy_recipe(easy_dataset: Path) -> Recipe:
+    """``recipes/tiny.toml`` on the easy dataset: 40 iterations of batch 4 at 64 px, KD ramped over 10."""
+    root = easy_dataset
+    return load_recipe(TINY_RECIPE, overrides=[
+        f'data.train_images="{root / "train"}"',
+        f'data.train_annotations="{root / "annotations" / "train.json"}"',
+        f'data.val_images="{root / "val"}"',
+        f'data.val_annotations="{root / "annotations" / "val.json"}"',
+        f"data.train_sizes=[{EASY_SIZE}]",
+        "data.max_size=96",
+        f"data.test_size={EASY_SIZE}",
+        f"solver.iters={LEARNED_ITERS}",
+        "solver.steps=[]",
+        "solver.warmup_iters=5",
+        "solver.batch_size=4",
+        "run.log_period=20",
+        "teacher.size_divisibility=64",
+        "distill.ramp_iters=10",
+    ])
+
+
+@pytest.fixture(scope="session")
+def learned_teacher(easy_recipe: Recipe, tmp_path_factory: pytest.TempPathFactory) -> api.TrainResult:
+    """A teacher trained to a clearly non-zero AP on the easy dataset (read-only)."""
+    return api.train_teacher(easy_recipe, output=tmp_path_factory.mktemp("learned") / "teacher")
+
+
+@pytest.fixture(scope="session")
+def learned_student(easy_recipe: Recipe, learned_teacher: api.TrainResult, tmp_path_factory: pytest.TempPathFactory) -> api.TrainResult:
+    """A student distilled from :func:`learned_teacher` on the easy dataset (read-only)."""
+    return api.distill(easy_recipe, teacher=learned_teacher.weights, output=tmp_path_factory.mktemp("learned") / "student")
+
+
+@pytest.fixture(scope="session")
+def learned_baseline(easy_recipe: Recipe, tmp_path_factory: pytest.TempPathFactory) -> api.TrainResult:
+    """An HR FCOS baseline trained on the easy dataset (read-only)."""
+    return api.train(easy_recipe, output=tmp_path_factory.mktemp("learned") / "baseline")
