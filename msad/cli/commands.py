@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from msad import api
-from msad.config import Recipe, load_recipe
+from msad.cli.lazy import lazy_module
+
+if TYPE_CHECKING:
+    from msad.config import Recipe
+
+# imported by the first command that uses them (torch, pydantic), never by --help or --version
+api = lazy_module("msad.api")
+config = lazy_module("msad.config")
 
 __all__ = ["register", "metrics_table"]
 
@@ -29,7 +35,7 @@ ForceOpt = Annotated[bool, typer.Option("--force", help="Start over in an output
 
 
 def _recipe(path: Path, sets: list[str] | None) -> Recipe:
-    return load_recipe(path, overrides=sets or [])
+    return config.load_recipe(path, overrides=sets or [])
 
 
 def metrics_table(title: str, metrics: dict[str, float]) -> Table:

@@ -9,8 +9,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from msad import api
-from msad.config import load_recipe
+from msad.cli.lazy import lazy_module
+
+# imported by the first command that uses them (torch, pydantic), never by --help or --version
+api = lazy_module("msad.api")
+config = lazy_module("msad.config")
 
 __all__ = ["register"]
 
@@ -34,7 +37,7 @@ def flops(
     """Capacity as in the paper (backbone MACs relative to S-R50 w1.0, teacher = HR + LR) and whole-detector GMACs."""
     if recipe is None and set_:
         raise typer.BadParameter("--set needs a RECIPE")
-    r = load_recipe(recipe, overrides=set_ or []) if recipe else api.paper_recipe()
+    r = config.load_recipe(recipe, overrides=set_ or []) if recipe else api.paper_recipe()
     report = api.capacity(r, image_size=(height, width), num_classes=classes, json_out=json_out)
     (h, w), (ph, pw) = report.image_size, report.padded_size or report.image_size
     table = Table(title=f"capacity at {h}×{w} (HR), LR ×1/{report.k}; reference {report.reference_gmacs:.1f} GMACs; "
@@ -91,13 +94,13 @@ def synth(
 @recipe_app.command("show")
 def recipe_show(recipe: Annotated[Path, typer.Argument(show_default=False)], set_: SetOpt = None) -> None:
     """Print the resolved recipe (base merged, overrides applied, defaults filled) as TOML."""
-    typer.echo(load_recipe(recipe, overrides=set_ or []).dump_toml())
+    typer.echo(config.load_recipe(recipe, overrides=set_ or []).dump_toml())
 
 
 @recipe_app.command("validate")
 def recipe_validate(recipe: Annotated[Path, typer.Argument(show_default=False)], set_: SetOpt = None) -> None:
     """Check a recipe; exit 0 when valid, 3 with the first problem otherwise."""
-    load_recipe(recipe, overrides=set_ or [])
+    config.load_recipe(recipe, overrides=set_ or [])
     _out.print(f"{recipe}: valid")
 
 
@@ -121,7 +124,7 @@ def convert_detectron2(
     role: Annotated[Optional[str], typer.Option(help="teacher or student (default: detected from the keys).")] = None,
 ) -> None:
     """Convert an original MSAD (Detectron2) teacher or student checkpoint into msad weights."""
-    path = api.convert_detectron2(source, output, recipe=load_recipe(recipe), annotations=annotations, role=role)
+    path = api.convert_detectron2(source, output, recipe=config.load_recipe(recipe), annotations=annotations, role=role)
     _out.print(f"wrote {path}")
 
 
