@@ -140,7 +140,8 @@ def build_train_dataset(recipe: Recipe) -> CocoDetection:
         train=True, short_sizes=data.train_sizes, max_size=data.max_size, scale=data.scale, flip_prob=data.flip_prob
     )
     return CocoDetection(
-        data.train_images, data.train_annotations, transforms=transforms, on_bad_image=data.on_bad_image, train=True
+        data.train_images, data.train_annotations, transforms=transforms, on_bad_image=data.on_bad_image,
+        on_bad_annotation=data.on_bad_annotation, train=True,
     )
 
 
@@ -149,8 +150,8 @@ def build_val_dataset(recipe: Recipe, *, label_space: LabelSpace, train: CocoDet
     data = recipe.data
     transforms = build_transforms(train=False, short_sizes=[data.test_size], max_size=data.max_size, scale=data.scale)
     dataset = CocoDetection(
-        data.val_images, data.val_annotations, transforms=transforms, on_bad_image=data.on_bad_image, train=False,
-        label_space=label_space,
+        data.val_images, data.val_annotations, transforms=transforms, on_bad_image=data.on_bad_image,
+        on_bad_annotation=data.on_bad_annotation, train=False, label_space=label_space,
     )
     if train is not None:
         check_category_compat(train, dataset)

@@ -45,8 +45,12 @@ def load_recipe(path: str | Path, *, overrides: Iterable[str] = ()) -> Recipe:
                 f"{base_path}: a base recipe cannot have its own base (only one level of base = is supported)"
             )
         data = deep_merge(base_data, data)
-    data = apply_overrides(data, overrides)
-    return recipe_from_dict(data, source=str(path))
+    overrides = list(overrides)
+    merged = apply_overrides(data, overrides)
+    try:
+        return recipe_from_dict(merged, source=str(path))
+    except RecipeError as exc:
+        raise RecipeError(_blame_override(str(exc), str(path), overrides)) from None
 
 
 def recipe_from_dict(data: Mapping[str, Any], *, source: str | None = None, check_plugins: bool = True) -> Recipe:
@@ -77,8 +81,21 @@ def _read_toml(path: Path) -> dict[str, Any]:
             return tomllib.load(f)
     except tomllib.TOMLDecodeError as exc:
         raise RecipeError(f"{path}: invalid TOML: {exc}") from None
+    except UnicodeDecodeError:
+        raise RecipeError(f"{path}: not a TOML text file (it is not UTF-8 text; binary file?)") from None
     except OSError as exc:
         raise RecipeError(f"{path}: cannot read: {exc.strerror or exc}") from None
+
+
+def _blame_override(message: str, source: str, overrides: list[str]) -> str:
+    """``message`` (``"<file>: <dotted.path>: …"``) credited to the ``--set`` that wrote the path, if one did."""
+    detail = message.removeprefix(f"{source}: ")
+    field = detail.split(":", 1)[0]
+    for item in reversed(overrides):
+        key = item.split("=", 1)[0].strip()
+        if field == key or field.startswith((key + ".", key + "[")):
+            return f"--set {item}: {detail}"
+    return message
 
 
 def deep_merge(base: Mapping[str, Any], child: Mapping[str, Any]) -> dict[str, Any]:
@@ -132,6 +149,18 @@ def _check_override_path(parts: list[str], item: str) -> None:
             raise RecipeError(message + (f", did you mean '{hint}'?" if hint else ""))
 
 
+def _switch_plugin(data: dict[str, Any], path: list[str], name: Any) -> None:
+    """Set the plugin table at ``path`` to plugin ``name``, dropping its options when the name changes."""
+    node = data
+    for part in path[:-1]:
+        child = node.get(part)
+        node[part] = dict(child) if isinstance(child, Mapping) else {}
+        node = node[part]
+    table = node.get(path[-1])
+    if not isinstance(table, Mapping) or table.get("name") != name:
+        node[path[-1]] = {"name": name}
+
+
 def apply_overrides(data: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
     """Apply ``--set`` overrides to a TOML-shaped recipe dict (a new dict is returned).
 
@@ -139,8 +168,12 @@ def apply_overrides(data: Mapping[str, Any], overrides: Iterable[str]) -> dict[s
         RecipeError: malformed override or unknown key.
     """
     out = deep_merge({}, data)
-    for item in overrides:
-        parts, value = parse_override(item)
+    parsed = [(item, *parse_override(item)) for item in overrides]
+    for item, parts, value in parsed:  # a new plugin name first: the old plugin's options do not carry over
+        if parts[-1] == "name" and model_class_at(tuple(parts[:-1])) is PluginSpec:
+            _check_override_path(parts, item)
+            _switch_plugin(out, parts[:-1], value)
+    for item, parts, value in parsed:
         _check_override_path(parts, item)
         node = out
         for part in parts[:-1]:

@@ -45,8 +45,11 @@ AmpMode = Literal["off", "bf16", "fp16"]
 DeviceChoice = Literal["auto", "cpu", "cuda"]
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
-PositiveFloat = Annotated[float, Field(gt=0)]
-NonNegativeFloat = Annotated[float, Field(ge=0)]
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
+#: Metrics ``run.best_metric`` may name (what the COCO evaluation reports).
+BEST_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 Fraction = Annotated[float, Field(ge=0, le=1)]
 #: Training stages whose solver can differ: the baseline (``msad train``), the teacher and the student.
 Stage = Literal["train", "teacher", "distill"]
@@ -113,7 +116,7 @@ class ModelRecipe(BaseModel):
     """The detector: input normalisation (RGB, 0–255) and the backbone / neck / head plugins."""
 
     model_config = _STRICT
-    pixel_mean: tuple[float, float, float] = (123.675, 116.28, 103.53)
+    pixel_mean: tuple[FiniteFloat, FiniteFloat, FiniteFloat] = (123.675, 116.28, 103.53)
     pixel_std: tuple[PositiveFloat, PositiveFloat, PositiveFloat] = (58.395, 57.12, 57.375)
     backbone: PluginSpec = Field(default_factory=lambda: PluginSpec(name="slimmable_resnet"))
     neck: PluginSpec = Field(default_factory=lambda: PluginSpec(name="fpn"))
@@ -143,6 +146,7 @@ class DataRecipe(BaseModel):
     size_divisibility: PositiveInt = 32
     num_workers: NonNegativeInt = 2
     on_bad_image: Literal["error", "skip"] = "error"
+    on_bad_annotation: Literal["error", "drop"] = "error"
 
     @model_validator(mode="after")
     def _sizes(self) -> DataRecipe:
@@ -309,6 +313,20 @@ class RunRecipe(BaseModel):
     @classmethod
     def _empty_is_none(cls, value: Any) -> Any:
         return None if value == "" else value
+
+    @field_validator("best_metric")
+    @classmethod
+    def _known_metric(cls, value: str | None) -> str | None:
+        if value is not None and value not in BEST_METRICS:
+            raise ValueError(f"unknown metric {value!r}; choose one of {', '.join(BEST_METRICS)} (or \"\" for none)")
+        return value
+
+    @field_validator("output")
+    @classmethod
+    def _output_named(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must name a run directory (an empty path would write into the current directory)")
+        return value
 
 
 #: Plugin tables of a recipe: dotted path → entry-point group.
