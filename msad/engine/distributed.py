@@ -1,4 +1,4 @@
-"""Process launching and the few collectives the engine needs.
+"""Process launching and devices; the collectives live in :mod:`msad.comm` (re-exported here for the engine).
 
 ``launch`` gives ``--gpus N`` its meaning: under ``torchrun`` (``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` set) the
 environment decides and ``fn`` runs in this process; otherwise one rank runs inline without a process group and
@@ -20,8 +20,17 @@ from typing import Any, TypeVar
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-from torch import Tensor
 
+from msad.comm import (
+    all_gather_object,
+    all_reduce_mean,
+    barrier,
+    broadcast_object,
+    get_local_rank,
+    get_rank,
+    get_world_size,
+    is_main_process,
+)
 from msad.errors import UsageError
 
 __all__ = [
@@ -112,59 +121,6 @@ def resolve_device(choice: str = "auto") -> torch.device:
             raise ValueError("device 'cuda' was asked for but CUDA is not available")
         return torch.device("cuda", get_local_rank())
     return torch.device("cpu")
-
-
-def get_rank() -> int:
-    """This process's global rank (0 without a process group)."""
-    return dist.get_rank() if dist.is_available() and dist.is_initialized() else 0
-
-
-def get_local_rank() -> int:
-    """This process's rank on its machine (``LOCAL_RANK``, 0 when unset)."""
-    return int(os.environ.get("LOCAL_RANK", "0"))
-
-
-def get_world_size() -> int:
-    """Number of ranks (1 without a process group)."""
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-
-
-def is_main_process() -> bool:
-    """Whether this is rank 0."""
-    return get_rank() == 0
-
-
-def all_reduce_mean(tensor: Tensor) -> Tensor:
-    """The mean of ``tensor`` over ranks (a new tensor; the input is left as it is)."""
-    if get_world_size() == 1:
-        return tensor.detach().clone()
-    out = tensor.detach().clone()
-    dist.all_reduce(out, op=dist.ReduceOp.SUM)
-    return out / get_world_size()
-
-
-def all_gather_object(obj: Any) -> list[Any]:
-    """A list of every rank's ``obj`` (picklable), in rank order."""
-    if get_world_size() == 1:
-        return [obj]
-    gathered: list[Any] = [None] * get_world_size()
-    dist.all_gather_object(gathered, obj)
-    return gathered
-
-
-def broadcast_object(obj: Any, src: int = 0) -> Any:
-    """Rank ``src``'s ``obj`` on every rank."""
-    if get_world_size() == 1:
-        return obj
-    holder = [obj]
-    dist.broadcast_object_list(holder, src=src)
-    return holder[0]
-
-
-def barrier() -> None:
-    """Wait for every rank (no-op in a world of one)."""
-    if get_world_size() > 1:
-        dist.barrier()
 
 
 class _process_group:

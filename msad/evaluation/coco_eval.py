@@ -22,7 +22,7 @@ import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from msad.engine.distributed import all_gather_object, broadcast_object, get_rank, get_world_size
+from msad.comm import all_gather_object, broadcast_object, get_rank, get_world_size
 from msad.structures import Detections
 
 __all__ = ["METRIC_NAMES", "CocoEvaluator"]

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from torch import Tensor
 
 from msad.data.samplers import build_test_loader
-from msad.engine.distributed import get_rank, get_world_size
+from msad.comm import get_rank, get_world_size
 from msad.evaluation.coco_eval import CocoEvaluator
 from msad.structures import Detections
 
