@@ -21,7 +21,9 @@ from msad.build import (
 )
 from msad.config import Recipe, recipe_from_dict
 from msad.data import build_train_loader
-from msad.engine import Trainer, launch
+from msad.api._situations import user_situations
+from msad.api.run_directory import check_run_directory, check_trainable
+from msad.engine import Trainer, launch, seed_everything
 from msad.engine.distributed import get_rank, get_world_size
 from msad.errors import CheckpointError
 from msad.tasks.detection import DetectionTask
@@ -78,16 +80,20 @@ def distill(
 def _run(recipe: Recipe, role: str, *, gpus: int, output: str | Path | None, resume: bool, force: bool, teacher: str | None = None) -> TrainResult:
     if output is not None:
         recipe = recipe.model_copy(update={"run": recipe.run.model_copy(update={"output": str(output)})})
-    job = _Job(recipe.model_dump(mode="json"), role, resume, force, teacher)
-    metrics = launch(_train_worker, num_procs=gpus, args=(job,), device=recipe.run.device) or {}
     out = Path(recipe.run.output)
+    check_run_directory(recipe, role, out, resume=resume, force=force)
+    job = _Job(recipe.model_dump(mode="json"), role, resume, force, teacher)
+    with user_situations("training", output=out):
+        metrics = launch(_train_worker, num_procs=gpus, args=(job,), device=recipe.run.device) or {}
     return TrainResult(out, out / "last.safetensors", metrics)
 
 
 def _train_worker(job: _Job) -> dict[str, float]:
     """One rank: build everything from the recipe and train."""
     recipe = recipe_from_dict(job.recipe)
+    seed_everything(recipe.run.seed)  # the model's starting weights are drawn from the recipe's seed
     train_set = build_train_dataset(recipe)
+    check_trainable(train_set, recipe)
     teacher_ckpt = read_checkpoint(job.teacher, role="teacher") if job.teacher else None
     if teacher_ckpt is not None and teacher_ckpt.label_space != train_set.label_space:
         raise CheckpointError(

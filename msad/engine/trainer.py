@@ -14,7 +14,9 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import random
+import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -30,6 +32,7 @@ from msad.engine.metrics import MetricsWriter, Progress, environment_info, read_
 from msad.engine.plot import plot_curves
 from msad.engine.schedule import LRSchedule, build_optimizer
 from msad.engine.settings import RunSettings, SolverSettings
+from msad.errors import ResourceError, RunStateError
 from msad.engine.training_state import (
     STATE_JSON,
     capture_rng_state,
@@ -68,7 +71,7 @@ class TrainTask(Protocol):
         """Checkpoint metadata (role, width, recipe, classes…), string values."""
 
 
-class TrainingDiverged(RuntimeError):
+class TrainingDiverged(ResourceError, RuntimeError):
     """A loss became NaN or infinite; the run stopped without writing anything more.
 
     Attributes:
@@ -82,17 +85,22 @@ class TrainingDiverged(RuntimeError):
         bad = ", ".join(k for k, v in losses.items() if not math.isfinite(v))
         terms = ", ".join(f"{k}={v:.4g}" for k, v in losses.items())
         kept = f"the last good checkpoint {checkpoint} is left untouched" if checkpoint else "no checkpoint was written"
-        super().__init__(f"training diverged at iteration {iteration}: non-finite {bad} ({terms}); {kept}")
+        super().__init__(
+            f"training diverged at iteration {iteration}: non-finite {bad} ({terms}); {kept}; lower solver.lr, "
+            "raise solver.warmup_iters or set solver.clip_grad_norm, then start over with --force"
+        )
 
     def __reduce__(self) -> tuple:
         return (type(self), (self.iteration, self.losses, self.checkpoint))
 
 
-class RunExistsError(FileExistsError):
+class RunExistsError(RunStateError, FileExistsError):
     """The output directory already holds a run and neither resume nor force was asked for."""
 
 
 _RUN_MARKERS = (STATE_JSON, "metrics.jsonl", "last.safetensors", "best.safetensors")
+#: Hidden temporaries of an interrupted atomic write: ``.{name}.{pid}.{hex}.tmp``.
+_TEMPORARY = re.compile(r"\.(?P<name>.+)\.(?P<pid>\d+)\.[0-9a-f]+\.tmp")
 
 
 def seed_everything(seed: int) -> None:
@@ -142,6 +150,10 @@ class Trainer:
         self.checkpoints: list[str] = []
         self.start_iter = 0
         self.final_metrics: dict[str, float] = {}
+        self.resuming = False
+        self._created_output = False
+        self._iterations_done = 0
+        self._written: list[str] = []  # files this start wrote, removed again if it fails before training
 
     # ------------------------------------------------------------------ setup
     def setup(self) -> None:
@@ -171,17 +183,22 @@ class Trainer:
         if self.world_size > 1:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             self.ddp_model = DistributedDataParallel(model, device_ids=device_ids, find_unused_parameters=False)
+        self.resuming = resuming
         self.metrics = MetricsWriter(self.output / "metrics.jsonl", resume_iteration=self.start_iter if resuming else None) if self.rank == 0 else None
+        self._written.append("metrics.jsonl")
         self.progress = Progress(
             total=self.solver.iters, start=self.start_iter, log_period=self.run.log_period,
             enabled=self.rank == 0, echo=self.echo,
         )
         if self.rank == 0:
+            remove_stale_temporaries(self.output)
             info = environment_info(world_size=self.world_size, device=str(self.device), amp=self.solver.amp,
                                     resumed_from=self.start_iter if resuming else None)
             atomic_write_text(self.output / "environment.json", json.dumps(info, indent=1))
+            self._written.append("environment.json")
             for name, text in self.files.items():
                 atomic_write_text(self.output / name, text)
+                self._written.append(name)
 
     def _check_output(self) -> bool:
         """Decide (on rank 0, shared with all) whether this run resumes; refuse to overwrite a run."""
@@ -206,6 +223,7 @@ class Trainer:
                 f"{out} already holds a run ({', '.join(found[:4])}); pass resume (--resume) to continue it "
                 "or force (--force) to start over in it"
             )
+        self._created_output = not out.exists()
         out.mkdir(parents=True, exist_ok=True)
         if self.resume:
             self._say(f"nothing to resume in {out}; starting a fresh run")
@@ -230,15 +248,19 @@ class Trainer:
     # ------------------------------------------------------------------ loop
     def fit(self) -> dict[str, float]:
         """Train to ``solver.iters`` and return the final evaluation metrics (rank 0's, on every rank)."""
-        self.setup()
         try:
+            self.setup()
             if self.start_iter >= self.solver.iters:
                 self.evaluate(self.start_iter)
             else:
                 self._train()
             du.barrier()
+        except BaseException:
+            self._forget_failed_start()
+            raise
         finally:
-            self.progress.close()
+            if hasattr(self, "progress"):
+                self.progress.close()
         if self.rank == 0:
             self._plot()
         return self.final_metrics
@@ -251,6 +273,7 @@ class Trainer:
         for iteration in range(self.start_iter, self.solver.iters):
             stats = self.run_step(iteration, _next_batch(loader, iteration))
             done, count = iteration + 1, count + 1
+            self._iterations_done += 1
             for key, value in stats.items():
                 window[key] = window.get(key, 0.0) + value
             seconds = (time.perf_counter() - window_start) / count
@@ -259,10 +282,11 @@ class Trainer:
             if done % self.run.log_period == 0 or done == self.solver.iters:
                 self._log_train(done, {k: v / count for k, v in window.items()} | {"lr": stats["lr"]}, seconds)
                 window, count, window_start = {}, 0, time.perf_counter()
-            if done == self.solver.iters or (self.run.eval_period and done % self.run.eval_period == 0):
-                self.evaluate(done)
+            # checkpoint first: an evaluation that fails never costs the weights or the resumable state
             if done == self.solver.iters or (self.run.checkpoint_period and done % self.run.checkpoint_period == 0):
                 self.checkpoint(done)
+            if done == self.solver.iters or (self.run.eval_period and done % self.run.eval_period == 0):
+                self.evaluate(done)
 
     def run_step(self, iteration: int, batch: Any) -> dict[str, float]:
         """One optimisation step; returns the lr and the rank-averaged loss terms (plus ``total_loss``).
@@ -364,6 +388,20 @@ class Trainer:
         except Exception as err:  # noqa: BLE001 - the run itself succeeded
             self._say(f"could not draw curves.png: {err}")
 
+    def _forget_failed_start(self) -> None:
+        """After a fresh start failed before its first iteration, remove what it wrote (rank 0).
+
+        The files of a run that never trained (``metrics.jsonl``, ``environment.json``, the recipe…) would
+        otherwise make the same command refuse the directory; a resumed run or one that trained keeps its files.
+        """
+        if self.rank != 0 or self.resuming or self._iterations_done:
+            return
+        for name in self._written:
+            (self.output / name).unlink(missing_ok=True)
+        if self._created_output:
+            with contextlib.suppress(OSError):
+                self.output.rmdir()  # only when empty
+
     def _say(self, text: str) -> None:
         """A one-line message from rank 0."""
         if du.get_rank() == 0:
@@ -376,3 +414,31 @@ def _next_batch(loader: Iterator[Any], iteration: int) -> Any:
         return next(loader)
     except StopIteration:
         raise RuntimeError(f"the training loader ended before iteration {iteration}; it must not run dry") from None
+
+
+def remove_stale_temporaries(directory: Path) -> list[Path]:
+    """Delete the hidden temporaries an interrupted atomic write left in ``directory``; return them.
+
+    A temporary is stale when the process that was writing it (its name carries the pid) no longer runs.
+    """
+    removed = []
+    for path in directory.glob(".*.tmp"):
+        match = _TEMPORARY.fullmatch(path.name)
+        if match is None or _process_alive(int(match["pid"])):
+            continue
+        path.unlink(missing_ok=True)
+        removed.append(path)
+    return removed
+
+
+def _process_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (the current one always does)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # exists but belongs to someone else
+        return True
+    return True
