@@ -205,3 +205,19 @@ def test_bf16_autocast_on_cpu_trains(tmp_path):
     start = task.model.weight.detach().clone()
     Trainer(task, solver=solver, run=run, make_train_loader=toytask.make_loader(3, 8), echo=lambda _: None).fit()
     assert not torch.equal(start, task.model.weight.detach())
+
+
+def test_evaluation_sees_the_ema_weights(tmp_path):
+    task = toytask.ToyTask()
+    evaluated = []
+    evaluate = task.evaluate
+
+    def recording(model):
+        evaluated.append({k: v.clone() for k, v in model.state_dict().items()})
+        return evaluate(model)
+
+    task.evaluate = recording
+    trainer = fit(tmp_path, task, ema=0.5, iters=4, eval_period=0)
+    assert len(evaluated) == 1
+    assert_same_state(evaluated[0], trainer.ema.state_dict())
+    assert not torch.equal(evaluated[0]["weight"], trainer.model.weight.detach())  # not the raw weights
