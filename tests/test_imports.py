@@ -22,3 +22,9 @@ def test_package_does_not_import_the_engine(package: str) -> None:
         [sys.executable, "-c", _PROBE.format(package=package)], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "[]", f"msad.{package} imports {out.strip()}"
+
+
+def test_slimmable_checkpoint_reader_does_not_import_the_network() -> None:
+    probe = "import sys, msad.models.backbones.slimmable_checkpoint; print('msad.models.backbones.slimmable_resnet' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False"  # the network imports its weight readers, never the other way round

@@ -10,7 +10,8 @@ from msad.models.backbones.slimmable_checkpoint import (
     narrow_state,
     save_backbone,
 )
-from msad.models.backbones.slimmable_resnet import DEFAULT_WIDTHS, SlimmableResNet
+from msad.models.backbones.slimmable_resnet import SlimmableResNet
+from msad.models.backbones.slimmable_shapes import DEFAULT_WIDTHS
 
 __all__ = ["convert_slimmable"]
 

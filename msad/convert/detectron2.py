@@ -44,7 +44,7 @@ from torch import Tensor
 
 from msad.errors import CheckpointError
 from msad.levels import BACKBONE_LEVELS, HEAD_LEVELS
-from msad.models.backbones.slimmable_resnet import DEPTHS, channels_at
+from msad.models.backbones.slimmable_shapes import DEPTHS, STAGE_CHANNELS, channels_at
 
 __all__ = [
     "ORIGINAL_WIDTHS",
@@ -63,7 +63,6 @@ ORIGINAL_WIDTHS: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
 DETECTRON2_PIXEL_MEAN_RGB: tuple[float, float, float] = (123.675, 116.28, 103.53)
 
 _BN_STATS = ("weight", "bias", "running_mean", "running_var")
-_STAGE_CHANNELS = (256, 512, 1024, 2048)
 _PREFIX = {"teacher": "T", "student": "S"}
 _TEACHER_ONLY = ("T_backbone.", "T_fcos_head.", "SE.")
 _HEAD_RENAME = {"cls_logits": "cls_logits", "bbox_pred": "box_pred", "ctrness": "centerness"}
@@ -177,7 +176,7 @@ def _backbone_layout(depth: int) -> Iterator[tuple[str, str, str, _Channels, _Ch
     yield "conv", "features.0.0", "stem.conv", (0, 0), (64, 1)
     yield "bn", "features.0.1", "stem.bn", (64, 1), (64, 1)
     index, cin = 1, (64, 1)
-    for stage, (blocks, cout) in enumerate(zip(DEPTHS[depth], _STAGE_CHANNELS)):
+    for stage, (blocks, cout) in enumerate(zip(DEPTHS[depth], STAGE_CHANNELS)):
         out, mid = (cout, 1), (cout, 4)  # the original's mid is int(out · w) // 4, as msad's
         for i in range(blocks):
             src, dst = f"features.{index}", f"{BACKBONE_LEVELS[stage]}.{i}"

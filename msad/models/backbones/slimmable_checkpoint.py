@@ -17,9 +17,9 @@ import torch
 from torch import Tensor, nn
 
 from msad.errors import CheckpointError
-from msad.serialization import save_weights
 from msad.levels import BACKBONE_LEVELS
-from msad.models.backbones.slimmable_resnet import DEFAULT_WIDTHS, DEPTHS, channels_at
+from msad.models.backbones.slimmable_shapes import DEFAULT_WIDTHS, DEPTHS, STAGE_CHANNELS, channels_at
+from msad.serialization import save_weights
 
 __all__ = [
     "CheckpointFormatError",
@@ -30,7 +30,6 @@ __all__ = [
 ]
 
 _BN_KEYS = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")
-_STAGE_CHANNELS = (256, 512, 1024, 2048)
 
 
 class CheckpointFormatError(CheckpointError, ValueError):
@@ -87,7 +86,7 @@ def _layout(depth: int, widths: Sequence[float]) -> Iterator[tuple[str, str, tup
     yield from conv("features.0.0", "stem.conv", 3, 64, 7)
     yield from bn("features.0.1", "stem.bn", 64)
     index, cin = 1, 64
-    for stage, (blocks, cout) in enumerate(zip(DEPTHS[depth], _STAGE_CHANNELS)):
+    for stage, (blocks, cout) in enumerate(zip(DEPTHS[depth], STAGE_CHANNELS)):
         mid = cout // 4
         for i in range(blocks):
             src, dst = f"features.{index}", f"{BACKBONE_LEVELS[stage]}.{i}"

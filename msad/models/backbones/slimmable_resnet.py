@@ -18,11 +18,18 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from msad.levels import BACKBONE_LEVELS
+from msad.models.backbones.slimmable_checkpoint import (
+    CheckpointFormatError,
+    convert_slimmable_state_dict,
+    is_torch_pickle,
+    load_slimmable_checkpoint,
+    narrow_state,
+)
+from msad.models.backbones.slimmable_shapes import DEFAULT_WIDTHS, DEPTHS, STAGE_CHANNELS, STEM_CHANNELS, channels_at
+from msad.serialization import load_weights, state_mismatch
 from msad.structures import FeatureInfo
 
 __all__ = [
-    "DEPTHS",
-    "DEFAULT_WIDTHS",
     "FrozenBatchNorm2d",
     "SlimmableConv2d",
     "SwitchableBatchNorm2d",
@@ -31,22 +38,10 @@ __all__ = [
     "SlicedResNet",
     "build_slimmable_resnet",
     "slice_to_width",
-    "channels_at",
 ]
 
-#: Blocks per stage (res2…res5) for each supported depth.
-DEPTHS: dict[int, tuple[int, int, int, int]] = {50: (3, 4, 6, 3), 101: (3, 4, 23, 3)}
-#: The width list of the public slimmable_networks checkpoints.
-DEFAULT_WIDTHS: tuple[float, ...] = (0.25, 0.5, 0.75, 1.0)
-_STEM_CHANNELS = 64
-_STAGE_CHANNELS = (256, 512, 1024, 2048)
 _STRIDES = (4, 8, 16, 32)
 Norm = Literal["bn", "frozen_bn"]
-
-
-def channels_at(channels: int, width: float) -> int:
-    """Channel count of a full-width ``channels`` position at width ``width``: ``int(channels * width)``."""
-    return int(channels * width)
 
 
 class FrozenBatchNorm2d(nn.Module):
@@ -166,9 +161,9 @@ class _ResNetBase(nn.Module):
         self.depth = depth
         self.freeze_at = freeze_at
         self.out_features = tuple(out_features)
-        channels = [channels_at(_STEM_CHANNELS, w) for w in widths]
+        channels = [channels_at(STEM_CHANNELS, w) for w in widths]
         self.stem = Stem(channels, conv, norm)
-        for stage, (blocks, full) in enumerate(zip(DEPTHS[depth], _STAGE_CHANNELS)):
+        for stage, (blocks, full) in enumerate(zip(DEPTHS[depth], STAGE_CHANNELS)):
             out = [channels_at(full, w) for w in widths]
             layers = []
             for i in range(blocks):
@@ -261,7 +256,7 @@ class SlicedResNet(_ResNetBase):
 
 def _feature_info(names: Sequence[str], width: float) -> list[FeatureInfo]:
     return [
-        FeatureInfo(name, channels_at(_STAGE_CHANNELS[BACKBONE_LEVELS.index(name)], width),
+        FeatureInfo(name, channels_at(STAGE_CHANNELS[BACKBONE_LEVELS.index(name)], width),
                     _STRIDES[BACKBONE_LEVELS.index(name)])
         for name in names
     ]
@@ -295,7 +290,7 @@ def _validate(depth: int, width: float, widths: Sequence[float], norm: str, free
         raise ValueError(f"depth must be one of {sorted(DEPTHS)}, got {depth}")
     if not widths or any(not 0.0 < float(w) <= 1.0 for w in widths) or len(set(widths)) != len(widths):
         raise ValueError(f"widths must be distinct multipliers in (0, 1], got {list(widths)}")
-    if any(channels_at(_STEM_CHANNELS, w) < 1 for w in widths):
+    if any(channels_at(STEM_CHANNELS, w) < 1 for w in widths):
         raise ValueError(f"widths {list(widths)} give a stem with zero channels")
     if float(width) not in [float(w) for w in widths]:
         raise ValueError(f"width {width} is not in widths {list(widths)}")
@@ -310,15 +305,6 @@ def _validate(depth: int, width: float, widths: Sequence[float], norm: str, free
 
 def _load_weights(model: SlimmableResNet, path: str | Path) -> None:
     """Load a msad backbone safetensors file or a public slimmable_networks ``.pt`` checkpoint into ``model``."""
-    from msad.serialization import load_weights, state_mismatch
-    from msad.models.backbones.slimmable_checkpoint import (
-        CheckpointFormatError,
-        convert_slimmable_state_dict,
-        is_torch_pickle,
-        load_slimmable_checkpoint,
-        narrow_state,
-    )
-
     path = Path(path)
     if not path.is_file():
         raise CheckpointFormatError(f"backbone weights not found: {path}")
