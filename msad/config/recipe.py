@@ -306,7 +306,7 @@ class RunRecipe(BaseModel):
     keep_checkpoints: NonNegativeInt = 3
     log_period: PositiveInt = 20
     best_metric: str | None = "AP"
-    sync_bn: bool = False
+    sync_bn: bool | Literal["auto"] = "auto"  # auto: SyncBN when several CUDA ranks train a BatchNorm model
     device: DeviceChoice = "auto"
 
     @field_validator("best_metric", mode="before")

@@ -37,6 +37,7 @@ __all__ = [
     "LaunchError",
     "launch",
     "resolve_device",
+    "sync_batchnorm",
     "get_rank",
     "get_local_rank",
     "get_world_size",
@@ -101,6 +102,26 @@ def launch(fn: Callable[..., T], *, num_procs: int = 1, args: tuple = (), device
             ) from None
         result_file = Path(tmp) / "result.pkl"
         return pickle.loads(result_file.read_bytes()) if result_file.exists() else None
+
+
+def sync_batchnorm(
+    model: torch.nn.Module, *, setting: bool | str, world_size: int, device_type: str
+) -> tuple[torch.nn.Module, str | None]:
+    """``model`` with SyncBatchNorm when ``setting`` asks for it, and a line saying what was done (or ``None``).
+
+    Converts when ``setting`` is ``True`` or ``"auto"``, more than one rank trains, the ranks are CUDA devices and
+    ``model`` has BatchNorm layers. Only ``model`` is converted: frozen modules that are not part of it (the
+    student's teacher) keep per-GPU BatchNorm, whatever mode they run in.
+    """
+    if setting not in (True, False, "auto"):
+        raise ValueError(f"sync_bn must be true, false or 'auto', got {setting!r}")
+    has_bn = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    if setting is False or world_size <= 1 or not has_bn:
+        return model, None
+    if device_type != "cuda":
+        return model, ("sync_bn ignored: SyncBatchNorm needs CUDA ranks" if setting is True else None)
+    converted = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    return converted, f"BatchNorm synchronised across {world_size} ranks (SyncBatchNorm)"
 
 
 def resolve_device(choice: str = "auto") -> torch.device:

@@ -83,7 +83,8 @@ class RunSettings:
             ``0`` keeps none (``last`` and ``best`` are always kept).
         log_period: write a ``metrics.jsonl`` line (and a plain log line without a TTY) every this many iterations.
         best_metric: evaluation metric that selects ``best.safetensors`` (higher is better); ``None`` disables it.
-        sync_bn: convert BatchNorm to SyncBatchNorm when training on several CUDA ranks.
+        sync_bn: convert the trained model's BatchNorm to SyncBatchNorm when training on several CUDA ranks:
+            ``True``, ``False``, or ``"auto"`` (the default: on whenever the model has BatchNorm layers).
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
     """
 
@@ -94,7 +95,7 @@ class RunSettings:
     keep_checkpoints: int = 3
     log_period: int = 20
     best_metric: str | None = "AP"
-    sync_bn: bool = False
+    sync_bn: bool | str = "auto"
     device: DeviceChoice = "auto"
 
     def __post_init__(self) -> None:

@@ -167,11 +167,11 @@ class Trainer:
         model = self.task.model.to(self.device)
         for module in self.task.frozen.values():
             module.to(self.device)
-        if self.run.sync_bn and self.world_size > 1:
-            if self.device.type == "cuda":
-                model = self.task.model = nn.SyncBatchNorm.convert_sync_batchnorm(model)
-            else:
-                self._say("sync_bn ignored: SyncBatchNorm needs CUDA ranks")
+        model, note = du.sync_batchnorm(model, setting=self.run.sync_bn, world_size=self.world_size,
+                                        device_type=self.device.type)
+        self.task.model = model
+        if note:
+            self._say(note)
         self.model = model.train()
         self.optimizer = build_optimizer(model, self.solver)
         self.schedule = LRSchedule(self.optimizer, self.solver)

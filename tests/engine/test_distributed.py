@@ -42,3 +42,60 @@ def test_launch_reraises_a_rank_error_with_its_type():
 
 def test_launch_single_process_runs_inline():
     assert launch(lambda: (get_rank(), get_world_size()), num_procs=1) == (0, 1)
+
+
+def _bn_net() -> torch.nn.Module:
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4), torch.nn.ReLU())
+
+
+def _has_sync_bn(module: torch.nn.Module) -> bool:
+    return any(isinstance(m, torch.nn.SyncBatchNorm) for m in module.modules())
+
+
+@pytest.mark.parametrize(
+    ("setting", "world_size", "device", "converted", "note"),
+    [
+        ("auto", 2, "cuda", True, "synchronised across 2 ranks"),
+        (True, 8, "cuda", True, "synchronised across 8 ranks"),
+        ("auto", 1, "cuda", False, None),  # one rank: nothing to synchronise
+        (False, 2, "cuda", False, None),
+        ("auto", 2, "cpu", False, None),  # gloo ranks: SyncBatchNorm needs CUDA
+        (True, 2, "cpu", False, "needs CUDA"),
+    ],
+)
+def test_sync_batchnorm_decision(setting, world_size, device, converted, note):
+    from msad.engine.distributed import sync_batchnorm
+
+    model, said = sync_batchnorm(_bn_net(), setting=setting, world_size=world_size, device_type=device)
+    assert _has_sync_bn(model) is converted
+    assert (said is None) if note is None else (note in said)
+
+
+def test_sync_batchnorm_leaves_models_without_batchnorm_and_checks_the_setting():
+    from msad.engine.distributed import sync_batchnorm
+
+    gn = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.GroupNorm(2, 4))
+    assert sync_batchnorm(gn, setting="auto", world_size=4, device_type="cuda") == (gn, None)
+    with pytest.raises(ValueError, match="sync_bn"):
+        sync_batchnorm(gn, setting="yes", world_size=4, device_type="cuda")
+
+
+def test_sync_batchnorm_of_a_student_keeps_the_frozen_teacher_per_gpu(tmp_path):
+    """What the trainer converts is ``task.model``: the teacher (``task.frozen``) keeps plain BatchNorm."""
+    from pathlib import Path
+
+    from msad.build import build_criterion, build_model, build_postprocess
+    from msad.config import load_recipe
+    from msad.engine.distributed import sync_batchnorm
+    from msad.tasks.student import StudentTask
+
+    recipe = load_recipe(Path(__file__).resolve().parents[2] / "recipes" / "tiny.toml", overrides=['data.val_annotations=""'])
+    assert recipe.run.sync_bn == "auto"  # on by default wherever it applies
+    teacher = build_model(recipe, role="teacher", num_classes=2)
+    student = build_model(recipe, role="student", num_classes=2, teacher=teacher)
+    task = StudentTask(model=student, teacher=teacher, distill_loss=lambda s, t: 0, teacher_bn="train", input_factor=2,
+                       criterion=build_criterion(recipe, num_classes=2), postprocess=build_postprocess(recipe))
+    assert teacher not in list(task.model.modules()) and list(task.frozen.values()) == [teacher]
+    task.model, _ = sync_batchnorm(task.model, setting="auto", world_size=8, device_type="cuda")
+    assert _has_sync_bn(task.model)
+    assert not _has_sync_bn(task.teacher) and any(isinstance(m, torch.nn.BatchNorm2d) for m in task.teacher.modules())
