@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,7 +9,10 @@ from typing import Any
 from msad.api.training import build_task
 from msad.api.weights import check_compatible, load_model, read_checkpoint
 from msad.config import Recipe, recipe_from_dict
+from msad.api._situations import user_situations
+from msad.api.run_directory import check_output_file
 from msad.engine import launch
+from msad.engine.metrics import strict_json
 from msad.engine.distributed import resolve_device
 from msad.serialization import atomic_write_text
 
@@ -44,19 +46,22 @@ def evaluate(
         ``{"role", "branch", "weights", "metrics": {…}, "data_scale", "trained_data_scale"}``, also written to
         ``json_out`` when given.
     """
+    if json_out is not None:
+        check_output_file(json_out, option="--json")
     ckpt = read_checkpoint(weights)
     check_compatible(ckpt, recipe)
     if branch is not None and ckpt.role != "teacher":
         raise ValueError(f"--branch applies to teacher weights; {weights} holds a {ckpt.role}")
     job = _EvalJob(recipe.model_dump(mode="json"), str(weights), branch, batch_size)
-    metrics = launch(_eval_worker, num_procs=gpus, args=(job,), device=recipe.run.device) or {}
+    with user_situations("evaluation"):
+        metrics = launch(_eval_worker, num_procs=gpus, args=(job,), device=recipe.run.device) or {}
     used = branch or (recipe.teacher.eval_branch if ckpt.role == "teacher" else None)
     report = {
         "role": ckpt.role, "branch": used, "weights": str(weights), "metrics": metrics,
         "data_scale": recipe.data.scale, "trained_data_scale": ckpt.recipe.data.scale,
     }
     if json_out is not None:
-        atomic_write_text(json_out, json.dumps(report, indent=1))
+        atomic_write_text(json_out, strict_json(report, indent=1))  # NaN (an undefined AP) is written as null
     return report
 
 

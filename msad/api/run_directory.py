@@ -8,6 +8,7 @@ quietly continue one experiment as another, so it is refused here naming the dif
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from msad.config import Recipe
 from msad.data import CocoDetection
 from msad.errors import DataError, RecipeError, RunStateError, UsageError
 
-__all__ = ["check_run_directory", "check_trainable", "recipe_differences"]
+__all__ = ["check_run_directory", "check_trainable", "check_output_file", "recipe_differences"]
 
 #: Fields that never change what a run computes (data loading parallelism).
 _IRRELEVANT = frozenset({"data.num_workers"})
@@ -73,6 +74,22 @@ def check_trainable(train_set: CocoDetection, recipe: Recipe) -> None:
             f"data.scale = {data.scale:g}: every box of {where} shrinks below 1 pixel after resizing, so training "
             "would learn from nothing; raise data.scale (0.5 is the low-resolution setting)"
         )
+
+
+def check_output_file(path: str | Path, *, option: str) -> None:
+    """Refuse an output file path that cannot be written, before any work is done.
+
+    Raises:
+        UsageError: ``path`` is a directory, its directory does not exist, or it cannot be written there.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"{option} {path} is a directory; give a file name (e.g. {path / 'metrics.json'})")
+    parent = path.parent
+    if not parent.is_dir():
+        raise UsageError(f"{option} {path}: no such directory {parent}")
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise UsageError(f"{option} {path}: not writable")
 
 
 def recipe_differences(old: Mapping[str, Any], new: Mapping[str, Any], role: str) -> list[str]:

@@ -14,7 +14,7 @@ from msad.config import Recipe, recipe_from_dict
 from msad.errors import CheckpointError, RecipeError
 from msad.serialization import load_weights, state_mismatch
 
-__all__ = ["Checkpoint", "detector_metadata", "read_checkpoint", "load_model", "check_compatible"]
+__all__ = ["Checkpoint", "detector_metadata", "read_checkpoint", "load_model", "check_compatible", "without_init_files"]
 
 
 def detector_metadata(recipe: Recipe, *, role: str, label_space: list[tuple[int, str]]) -> dict[str, str]:
@@ -114,12 +114,28 @@ def _architecture(options: dict) -> dict:
 def load_model(ckpt: Checkpoint) -> nn.Module:
     """Rebuild the checkpoint's model from its own recipe and load its weights strictly (eval mode).
 
+    The checkpoint is self-contained: its recipe's initialisation files (``model.backbone.weights`` …) are never
+    opened, since the checkpoint's own tensors replace them (and a path in metadata is not for msad to follow).
+
     Raises:
         CheckpointError: the weights do not fit the architecture (names the first keys that differ).
     """
-    model = build_model(ckpt.recipe, role=ckpt.role, num_classes=len(ckpt.label_space))
+    model = build_model(without_init_files(ckpt.recipe), role=ckpt.role, num_classes=len(ckpt.label_space))
     load_state(model, ckpt.state, source=ckpt.path)
     return model.eval()
+
+
+#: Plugin options that name a file of initial weights (read when training starts, never when loading weights).
+_INIT_FILE_OPTIONS = frozenset({"weights"})
+
+
+def without_init_files(recipe: Recipe) -> Recipe:
+    """A copy of ``recipe`` whose model plugins are built from scratch (no initialisation file is opened)."""
+    model = recipe.model.model_copy(deep=True)
+    for part in ("backbone", "neck", "head"):
+        spec = getattr(model, part)
+        spec.options = {k: v for k, v in spec.options.items() if k not in _INIT_FILE_OPTIONS}
+    return recipe.model_copy(update={"model": model})
 
 
 def load_state(model: nn.Module, state: dict[str, Tensor], *, source: Path | str) -> None:

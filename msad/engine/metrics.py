@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import os
 import platform
 import subprocess
@@ -23,7 +24,7 @@ import torch
 import msad
 from msad.serialization import atomic_write_text
 
-__all__ = ["MetricsWriter", "read_metrics", "Progress", "use_rich_progress", "environment_info"]
+__all__ = ["MetricsWriter", "finite_or_none", "strict_json", "read_metrics", "Progress", "use_rich_progress", "environment_info"]
 
 
 class MetricsWriter:
@@ -40,12 +41,28 @@ class MetricsWriter:
         kept = []
         if resume_iteration is not None and self.path.exists():
             kept = [r for r in read_metrics(self.path) if int(r.get("iteration", 0)) <= resume_iteration]
-        atomic_write_text(self.path, "".join(json.dumps(r) + "\n" for r in kept))
+        atomic_write_text(self.path, "".join(strict_json(r) + "\n" for r in kept))
 
     def write(self, record: dict[str, Any]) -> None:
         """Append one record (flushed at once so that an interrupted run keeps it)."""
         with self.path.open("a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
+            handle.write(strict_json(record) + "\n")
+
+
+def finite_or_none(value: Any) -> Any:
+    """``value`` with every NaN or infinite float (nested in dicts, lists, tuples) replaced by ``None``."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite_or_none(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite_or_none(v) for v in value]
+    return value
+
+
+def strict_json(value: Any, **kwargs: Any) -> str:
+    """``json.dumps`` that writes ``null`` for an undefined number (NaN, ±inf), so strict parsers read the result."""
+    return json.dumps(finite_or_none(value), allow_nan=False, **kwargs)
 
 
 def read_metrics(path: str | Path) -> list[dict[str, Any]]:
@@ -137,17 +154,12 @@ class Progress:
 
 def environment_info(*, world_size: int, device: str, **extra: Any) -> dict[str, Any]:
     """Versions and placement of a run, for ``environment.json``."""
-    try:
-        import torchvision
-
-        torchvision_version = torchvision.__version__
-    except ImportError:
-        torchvision_version = None
+    import torchvision  # a dependency; imported here only because it is slow to import
     info = {
         "msad": msad.__version__,
         "python": platform.python_version(),
         "torch": torch.__version__,
-        "torchvision": torchvision_version,
+        "torchvision": torchvision.__version__,
         "cuda": torch.version.cuda,
         "git_commit": _git_commit(),
         "platform": platform.platform(),
