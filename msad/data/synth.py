@@ -16,6 +16,7 @@ from __future__ import annotations
 import colorsys
 import json
 import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,8 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
-__all__ = ["SYNTH_CATEGORIES", "SynthSummary", "generate_synthetic_coco", "render_image"]
+__all__ = ["SYNTH_CATEGORIES", "SYNTH_PROFILES", "SynthProfile", "SynthSummary", "generate_synthetic_coco", "render_image",
+           "synth_profile", "size_fractions"]
 
 #: ``(coco_id, name)`` of the synthetic classes; ids are non-contiguous like COCO's
 SYNTH_CATEGORIES: tuple[tuple[int, str], ...] = (
@@ -63,6 +65,8 @@ class SynthSummary:
         images: number of images per split.
         annotations: number of boxes per split.
         small_fraction: fraction of boxes with COCO area < 32² (small objects), per split.
+        size_fractions: fractions of small / medium / large boxes (COCO's 32², 96² area bounds), per split.
+        profile: the generator profile (``small`` or ``coco``).
     """
 
     out_dir: Path
@@ -72,6 +76,8 @@ class SynthSummary:
     images: dict[str, int] = field(default_factory=dict)
     annotations: dict[str, int] = field(default_factory=dict)
     small_fraction: dict[str, float] = field(default_factory=dict)
+    size_fractions: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+    profile: str = "small"
 
     def images_dir(self, split: str) -> Path:
         """Folder of the images of ``split`` (``"train"`` or ``"val"``)."""
@@ -82,14 +88,58 @@ class SynthSummary:
         return self.out_dir / "annotations" / f"{split}.json"
 
 
+@dataclass(frozen=True)
+class SynthProfile:
+    """A generator profile: its classes, default image size and object count, and its image renderer.
+
+    Attributes:
+        name: ``small`` (the default: mostly objects under 32², the hard case for the ×½ image) or ``coco``
+            (COCO's object-size histogram, ten textured classes; :mod:`msad.data.synth_coco`).
+        categories: ``(coco_id, name)`` of its classes.
+        image_size: default ``(height, width)``.
+        objects_per_image: default inclusive range of objects attempted per image.
+        render: ``render(rng, image_size, objects) -> (image, objects drawn)``.
+    """
+
+    name: str
+    categories: tuple[tuple[int, str], ...]
+    image_size: tuple[int, int]
+    objects_per_image: tuple[int, int]
+    render: Callable[[np.random.Generator, tuple[int, int], tuple[int, int]], tuple[Image.Image, list[SynthObject]]]
+
+
+#: Names of the generator profiles.
+SYNTH_PROFILES: tuple[str, ...] = ("small", "coco")
+
+
+def synth_profile(name: str) -> SynthProfile:
+    """The generator profile called ``name`` (one of :data:`SYNTH_PROFILES`)."""
+    if name == "small":
+        return SynthProfile("small", SYNTH_CATEGORIES, (256, 320), (8, 20), render_image)
+    if name == "coco":
+        from msad.data.synth_coco import COCO_CATEGORIES, render_coco_image  # imports this module
+
+        return SynthProfile("coco", COCO_CATEGORIES, (384, 512), (4, 12), render_coco_image)
+    raise ValueError(f"unknown synthetic profile {name!r}; choose from {', '.join(SYNTH_PROFILES)}")
+
+
+def size_fractions(areas: Sequence[float]) -> tuple[float, float, float]:
+    """Fractions of ``areas`` that COCO calls small (< 32²), medium (< 96²) and large."""
+    n = max(len(areas), 1)
+    small = sum(a < 32**2 for a in areas)
+    medium = sum(32**2 <= a < 96**2 for a in areas)
+    return small / n, medium / n, (len(areas) - small - medium) / n
+
+
 def generate_synthetic_coco(
     out_dir: Path,
     *,
     train: int,
     val: int,
     seed: int,
-    image_size: tuple[int, int] = (256, 320),
-    objects_per_image: tuple[int, int] = (8, 20),
+    image_size: tuple[int, int] | None = None,
+    objects_per_image: tuple[int, int] | None = None,
+    profile: str = "small",
 ) -> SynthSummary:
     """Write a synthetic COCO detection dataset under ``out_dir`` and summarise it.
 
@@ -98,9 +148,14 @@ def generate_synthetic_coco(
         train: number of training images.
         val: number of validation images.
         seed: generation seed; the output bytes are a pure function of all arguments.
-        image_size: ``(height, width)`` of the images.
-        objects_per_image: inclusive range of objects attempted per image (a few may not fit).
+        image_size: ``(height, width)`` of the images; default: the profile's (256×320 ``small``, 384×512 ``coco``).
+        objects_per_image: inclusive range of objects attempted per image (a few may not fit); default: the
+            profile's.
+        profile: ``small`` or ``coco`` (see :class:`SynthProfile`).
     """
+    spec = synth_profile(profile)
+    objects_per_image = objects_per_image or spec.objects_per_image
+    image_size = image_size or spec.image_size
     if train < 0 or val < 0:
         raise ValueError(f"image counts must be >= 0, got train={train}, val={val}")
     height, width = image_size
@@ -108,30 +163,33 @@ def generate_synthetic_coco(
         raise ValueError(f"image_size must be at least 32x32, got {image_size}")
     out_dir = Path(out_dir)
     (out_dir / "annotations").mkdir(parents=True, exist_ok=True)
-    images, annotations, small = {}, {}, {}
+    images, annotations, small, sizes = {}, {}, {}, {}
     for split, count in (("train", train), ("val", val)):
-        coco = _write_split(out_dir, split, count, seed, image_size, objects_per_image)
+        coco = _write_split(out_dir, split, count, seed, image_size, objects_per_image, spec)
         images[split] = len(coco["images"])
         annotations[split] = len(coco["annotations"])
-        small[split] = sum(a["area"] < 32**2 for a in coco["annotations"]) / max(len(coco["annotations"]), 1)
-    return SynthSummary(out_dir, seed, (height, width), SYNTH_CATEGORIES, images, annotations, small)
+        sizes[split] = size_fractions([a["area"] for a in coco["annotations"]])
+        small[split] = sizes[split][0]
+    return SynthSummary(out_dir, seed, (height, width), spec.categories, images, annotations, small, sizes, spec.name)
 
 
 def _write_split(
-    out_dir: Path, split: str, count: int, seed: int, image_size: tuple[int, int], objects: tuple[int, int]
+    out_dir: Path, split: str, count: int, seed: int, image_size: tuple[int, int], objects: tuple[int, int],
+    spec: SynthProfile,
 ) -> dict[str, Any]:
     """Render and save ``count`` images of ``split`` and its json; return the json dict."""
     image_dir = out_dir / split
     image_dir.mkdir(parents=True, exist_ok=True)
     coco: dict[str, Any] = {
-        "info": {"description": "msad synthetic shapes", "seed": seed, "split": split},
+        "info": {"description": "msad synthetic shapes", "seed": seed, "split": split,
+                 **({} if spec.name == "small" else {"profile": spec.name})},
         "images": [],
         "annotations": [],
-        "categories": [{"id": cid, "name": name, "supercategory": "shape"} for cid, name in SYNTH_CATEGORIES],
+        "categories": [{"id": cid, "name": name, "supercategory": "shape"} for cid, name in spec.categories],
     }
     for index in range(count):
         rng = np.random.default_rng([seed, _SPLIT_CODES[split], index])
-        image, drawn = render_image(rng, image_size, objects)
+        image, drawn = spec.render(rng, image_size, objects)
         image_id = index + 1
         file_name = f"{image_id:06d}.png"
         image.save(image_dir / file_name, format="PNG", compress_level=1)
@@ -267,6 +325,13 @@ def _place_object(rng: np.random.Generator, image: Image.Image, boxes: list[tupl
 
 def _draw(image: Image.Image, name: str, vertices: np.ndarray | None, box: tuple, inner: float, colour: tuple) -> float:
     """Rasterise a shape with supersampling, paste it in ``colour``; return its covered area in pixels."""
+    alpha, (ox, oy) = _shape_mask(name, vertices, box, inner)
+    image.paste(colour, (ox, oy, ox + alpha.width, oy + alpha.height), alpha)
+    return float(np.asarray(alpha, dtype=np.float64).sum() / 255.0)
+
+
+def _shape_mask(name: str, vertices: np.ndarray | None, box: tuple, inner: float) -> tuple[Image.Image, tuple[int, int]]:
+    """The antialiased coverage mask (``L``) of a shape over its box, and the mask's top-left pixel."""
     ox, oy = int(math.floor(box[0])) - 1, int(math.floor(box[1])) - 1
     local_w, local_h = int(math.ceil(box[2])) + 1 - ox, int(math.ceil(box[3])) + 1 - oy
     s = _SUPERSAMPLE
@@ -280,6 +345,4 @@ def _draw(image: Image.Image, name: str, vertices: np.ndarray | None, box: tuple
             draw.ellipse([cx - inner * s, cy - inner * s, cx + inner * s, cy + inner * s], fill=0)
     else:
         draw.polygon([((x - ox) * s, (y - oy) * s) for x, y in vertices], fill=255)
-    alpha = mask.resize((local_w, local_h), Image.Resampling.BOX)
-    image.paste(colour, (ox, oy, ox + local_w, oy + local_h), alpha)
-    return float(np.asarray(alpha, dtype=np.float64).sum() / 255.0)
+    return mask.resize((local_w, local_h), Image.Resampling.BOX), (ox, oy)

@@ -84,11 +84,10 @@ def test_tiny_recipe_fits_the_synthetic_images() -> None:
     """The CPU default trains and tests the 256×320 synthetic images at their own size, and the teacher's
     padding multiple keeps HR and LR pyramids aligned without padding them."""
     from msad.data import resized_shape
-    from msad.data.synth import generate_synthetic_coco
-    import inspect
+    from msad.data.synth import synth_profile
 
     recipe = load_recipe(RECIPES / "tiny.toml")
-    default_size = inspect.signature(generate_synthetic_coco).parameters["image_size"].default
+    default_size = synth_profile("small").image_size  # what generate_synthetic_coco writes by default
     data, teacher = recipe.data, recipe.teacher
     for short in [*data.train_sizes, data.test_size]:
         assert resized_shape(*default_size, short, data.max_size) == default_size

@@ -60,3 +60,49 @@ def test_circle_area_matches_its_box() -> None:
         x1, y1, x2, y2 = obj.box
         assert abs((x2 - x1) - (y2 - y1)) < 1e-9
         assert abs(obj.area / ((x2 - x1) * (y2 - y1)) - np.pi / 4) < 0.06
+
+
+def test_coco_profile_follows_cocos_object_size_histogram() -> None:
+    """Areas at the HR size: ~41 % small (< 32²), 34 % medium, 25 % large, as COCO (tolerance 5 points)."""
+    from msad.data.synth import size_fractions, synth_profile
+    from msad.data.synth_coco import COCO_CATEGORIES, render_coco_image
+
+    profile = synth_profile("coco")
+    assert profile.image_size == (384, 512) and len(profile.categories) == len(COCO_CATEGORIES) == 10
+    objects = []
+    for index in range(50):
+        image, drawn = render_coco_image(np.random.default_rng([0, 0, index]), profile.image_size)
+        objects += drawn
+    assert image.size == (512, 384) and len(objects) >= 300
+    small, medium, large = size_fractions([o.area for o in objects])
+    assert abs(small - 0.41) < 0.05 and abs(medium - 0.34) < 0.05 and abs(large - 0.25) < 0.05
+    assert {o.category_id for o in objects} == {cid for cid, _ in COCO_CATEGORIES}
+
+
+def test_coco_profile_objects_are_textured() -> None:
+    """Most object fills have two shades (stripes, checks, speckle); a quarter are solid."""
+    from msad.data.synth_coco import _texture
+
+    spreads = [np.asarray(_texture(np.random.default_rng(i), (24, 24))).reshape(-1, 3).std(axis=0).max() for i in range(40)]
+    textured = sum(spread > 10 for spread in spreads)
+    assert 20 <= textured < 40 and min(spreads) == 0.0
+
+
+def test_size_fractions_uses_cocos_bounds() -> None:
+    from msad.data.synth import size_fractions
+
+    assert size_fractions([10.0, 1023.9, 1024.0, 9215.0, 9216.0]) == (0.4, 0.4, 0.2)
+    assert size_fractions([]) == (0.0, 0.0, 0.0)
+
+
+def test_coco_profile_dataset_and_unknown_profile(tmp_path: Path) -> None:
+    import pytest
+
+    summary = generate_synthetic_coco(tmp_path, train=2, val=1, seed=0, profile="coco", image_size=(192, 256))
+    data = json.loads(summary.annotations_file("train").read_text())
+    assert len(data["categories"]) == 10 and data["info"]["profile"] == "coco" and summary.profile == "coco"
+    assert summary.size_fractions["train"] == pytest.approx(
+        (summary.small_fraction["train"], *summary.size_fractions["train"][1:])
+    )
+    with pytest.raises(ValueError, match="unknown synthetic profile 'lvis'"):
+        generate_synthetic_coco(tmp_path, train=1, val=0, seed=0, profile="lvis")
