@@ -3,7 +3,7 @@
 For each level pair, the HR map ``P_i`` and the LR map ``P_{i-1}`` (same size) are concatenated, pooled to a
 vector, squeezed through FC(2C→hidden, no bias) → ReLU → FC(hidden→2, no bias) → softmax, and the two
 weights ``(a, b)`` — one pair per image and level — mix the maps: ``fused = a·HR + b·LR``. One module is
-shared by all level pairs.
+shared by all level pairs. Both linear layers start as detectron2's ``c2_xavier_fill`` (the reference's init).
 """
 
 from __future__ import annotations
@@ -27,6 +27,9 @@ class CrossFeatureFusion(nn.Module):
         self.fc = nn.Sequential(
             nn.Linear(2 * channels, hidden, bias=False), nn.ReLU(inplace=True), nn.Linear(hidden, 2, bias=False)
         )
+        for layer in (self.fc[0], self.fc[2]):
+            # detectron2's c2_xavier_fill, as the reference: uniform on ±sqrt(3 / fan_in) (no bias here)
+            nn.init.kaiming_uniform_(layer.weight, a=1)
 
     def weights(self, hr: Tensor, lr: Tensor) -> Tensor:
         """``[B, 2]`` softmax weights ``(a, b)`` for one level pair."""

@@ -32,3 +32,16 @@ def test_zero_weights_give_the_mean_and_shape_mismatch_fails():
     torch.testing.assert_close(fusion(hr, lr), 2 * torch.ones(1, 2, 3, 3))
     with pytest.raises(ValueError, match="equal shape"):
         fusion(hr, torch.ones(1, 2, 2, 3))
+
+
+@pytest.mark.parametrize("layer", [0, 2])
+def test_linear_layers_start_as_c2_xavier_fill(layer):
+    # c2_xavier_fill = kaiming_uniform_(a=1): U(±sqrt(3/fan_in)), std 1/sqrt(fan_in); PyTorch's default is
+    # U(±1/sqrt(fan_in)), std 1/sqrt(3·fan_in).
+    torch.manual_seed(0)
+    weight = CrossFeatureFusion(channels=256, hidden=32).fc[layer].weight.detach()
+    fan_in = weight.shape[1]
+    bound = (3 / fan_in) ** 0.5
+    assert weight.abs().max() <= bound
+    assert weight.std().item() == pytest.approx(fan_in**-0.5, rel=0.1 if layer == 0 else 0.35)
+    assert weight.abs().max() > 1.3 * fan_in**-0.5  # beyond PyTorch's default bound
