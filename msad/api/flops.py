@@ -3,14 +3,17 @@
 The paper's capacity column is backbone multiply-adds relative to slimmable ResNet-50 width 1.0 at 800×1333,
 FPN and head excluded, the teacher paying for an HR and an LR pass and the student for an LR pass. The
 whole-detector figures add the FPN and head (the student's head runs on HR-sized maps) and the C-FF fusion.
-Counts come from fvcore (one multiply-add per "flop"); operators fvcore does not count are listed.
+Models are built and run on the ``meta`` device and counted from shapes by :func:`msad.macs.count_macs`
+(fvcore's conventions, one multiply-add per "flop"): nothing is computed, so the whole table takes a moment.
+Operators that are not counted are listed.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 import math
-import warnings
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,11 +21,14 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from msad.build import build_model
+from msad.build import build_model, model_width
 from msad.config import Recipe, recipe_from_dict
+from msad.errors import UsageError
+from msad.macs import count_macs, on_meta
+from msad.plugins import get_builder
 from msad.serialization import atomic_write_text
 
-__all__ = ["CapacityRow", "CapacityReport", "count_macs", "capacity", "paper_recipe", "PAPER_WIDTHS"]
+__all__ = ["CapacityRow", "CapacityReport", "capacity", "paper_recipe", "is_slimmable", "PAPER_WIDTHS"]
 
 PAPER_WIDTHS = (1.0, 0.75, 0.5, 0.25)
 
@@ -32,7 +38,7 @@ class CapacityRow:
     """Cost of one width.
 
     Attributes:
-        width: backbone width.
+        width: backbone width (``None`` for a backbone without a width option, measured as built).
         teacher_capacity, student_capacity: backbone multiply-adds relative to the width-1.0 HR backbone.
         backbone_gmacs_hr, backbone_gmacs_lr: backbone GMACs on the HR image and on its ×1/k copy.
         baseline_gmacs: whole HR detector (backbone + FPN + head) in GMACs.
@@ -41,7 +47,7 @@ class CapacityRow:
         baseline_params_m, teacher_params_m, student_params_m: parameters in millions.
     """
 
-    width: float
+    width: float | None
     teacher_capacity: float
     student_capacity: float
     backbone_gmacs_hr: float
@@ -60,7 +66,13 @@ class CapacityReport:
 
     Attributes:
         image_size: the HR image (h, w) of the paper's capacity column (backbone figures, unpadded).
+        k: the LR factor.
+        num_classes: classes of the head.
+        reference_gmacs: the HR backbone the capacities are relative to (width 1.0, or the backbone as built).
+        rows: one per width.
+        skipped_ops: operators that cost arithmetic but are not counted, with how often they ran.
         padded_size: the HR image padded to the teacher's size multiple, which the whole-detector figures use.
+        backbone: the recipe's backbone plugin.
     """
 
     image_size: tuple[int, int]
@@ -70,61 +82,11 @@ class CapacityReport:
     rows: list[CapacityRow]
     skipped_ops: dict[str, int] = field(default_factory=dict)
     padded_size: tuple[int, int] | None = None
+    backbone: str = "slimmable_resnet"
 
     def to_json(self) -> str:
         """The report as JSON (units: GMACs, millions of parameters, capacity ratios)."""
         return json.dumps(asdict(self), indent=1)
-
-
-class _Flat(nn.Module):
-    """Wraps a model so that tracing sees a tuple of tensors (fvcore cannot trace dataclass outputs)."""
-
-    def __init__(self, fn, owner: nn.Module | None = None) -> None:
-        super().__init__()
-        self.fn = fn
-        if owner is not None and owner is not fn:  # register the module a plain callable runs, so that tracing
-            self.owner = owner  # sees its parameters as parameters (not as grad-requiring constants, an error)
-
-    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
-        return tuple(_tensors(self.fn(x)))
-
-
-def _tensors(value) -> list[Tensor]:
-    """Every tensor inside nested dicts, sequences and dataclasses, in a stable order."""
-    if isinstance(value, Tensor):
-        return [value]
-    if isinstance(value, dict):
-        return [t for key in sorted(value) for t in _tensors(value[key])]
-    if isinstance(value, list | tuple):
-        return [t for item in value for t in _tensors(item)]
-    if hasattr(value, "__dataclass_fields__"):
-        return [t for name in value.__dataclass_fields__ for t in _tensors(getattr(value, name))]
-    return []
-
-
-def count_macs(
-    fn, image: Tensor, *, owner: nn.Module | None = None, fold_bn: bool = False, exclude: Sequence[str] = ()
-) -> tuple[float, dict[str, int]]:
-    """``(multiply-adds, {skipped operator: count})`` of ``fn(image)`` measured by fvcore.
-
-    ``owner`` is the module whose parameters ``fn`` uses when ``fn`` is not itself a module (e.g. a lambda).
-    ``fold_bn`` leaves batch norm out (it folds into the convolutions at inference), as the paper's capacity does.
-    ``exclude`` names submodules of ``fn`` (a module) whose cost is left out, e.g. ``("stem",)``.
-    """
-    from fvcore.nn import FlopCountAnalysis
-
-    with warnings.catch_warnings(), torch.no_grad():
-        warnings.simplefilter("ignore")
-        analysis = FlopCountAnalysis(_Flat(fn, owner), image)
-        analysis.unsupported_ops_warnings(False).uncalled_modules_warnings(False).tracer_warnings("none")
-        if fold_bn:  # a zero count (fvcore's ``None`` handle does not stop a default handle from counting)
-            analysis.set_op_handle("aten::batch_norm", lambda inputs, outputs: 0)
-        total = float(analysis.total())
-        if exclude:
-            by_module = analysis.by_module()
-            total -= sum(float(by_module.get(f"fn.{name}", 0)) for name in exclude)
-        skipped = dict(analysis.unsupported_ops())
-    return total, skipped
 
 
 def _params_m(module: nn.Module) -> float:
@@ -135,12 +97,24 @@ def _padded(size: int, multiple: int) -> int:
     return math.ceil(size / multiple) * multiple
 
 
+def _image(h: int, w: int) -> Tensor:
+    return torch.empty(1, 3, h, w, device="meta")
+
+
+def is_slimmable(recipe: Recipe) -> bool:
+    """Whether the recipe's backbone builder takes a ``width`` option."""
+    builder = get_builder("msad.backbones", recipe.model.backbone.name)
+    return "width" in inspect.signature(builder).parameters
+
+
 def capacity(
-    recipe: Recipe, *, widths: Sequence[float] = PAPER_WIDTHS, image_size: tuple[int, int] = (800, 1333),
+    recipe: Recipe, *, widths: Sequence[float] | None = None, image_size: tuple[int, int] = (800, 1333),
     num_classes: int = 80, json_out: str | Path | None = None,
 ) -> CapacityReport:
-    """The capacity table for ``widths`` of the recipe's architecture at ``image_size`` (h, w).
+    """The capacity table of the recipe's architecture at ``image_size`` (h, w), one row per width.
 
+    ``widths`` default to the recipe's own width; a backbone without a ``width`` option gets one row, measured
+    as built, and capacities relative to itself at HR.
     The paper's capacity column (backbone convolutions; batch norm folded) is measured on the HR image as given
     and on its ×1/k copy, so that the width-1.0 reference is S-R50 at exactly ``image_size`` (87.3 GMACs at
     800×1333). The ratios leave out the 7×7 stem (3 % of the reference), whose cost grows with w rather than w²:
@@ -148,55 +122,90 @@ def capacity(
     the GMACs columns include the stem.
     The whole-detector figures pad the HR image to ``data.size_divisibility`` (baseline, student) or to the
     teacher's multiple (HR and LR pyramids must align).
+
+    Raises:
+        UsageError: ``widths`` given for a backbone without a width option.
     """
-    k = recipe.teacher.k
-    mult = recipe.teacher.size_divisibility
+    slimmable = is_slimmable(recipe)
+    if widths is not None and not slimmable:
+        raise UsageError(
+            f"backbone {recipe.model.backbone.name!r} has no width option: flops measures it as built (drop --widths)"
+        )
+    if widths is None:
+        widths = (model_width(recipe) or 1.0,) if slimmable else (None,)
+    k, mult = recipe.teacher.k, recipe.teacher.size_divisibility
     h0, w0 = image_size
     h, w = _padded(h0, mult), _padded(w0, mult)
-    hr, lr = torch.zeros(1, 3, h, w), torch.zeros(1, 3, h // k, w // k)
     d = recipe.data.size_divisibility * k
-    hr_plain = torch.zeros(1, 3, _padded(h0, d), _padded(w0, d))
-    lr_plain = torch.zeros(1, 3, _padded(h0, d) // k, _padded(w0, d) // k)
-    hr_bb, lr_bb = torch.zeros(1, 3, h0, w0), torch.zeros(1, 3, math.ceil(h0 / k), math.ceil(w0 / k))
-    skipped: dict[str, int] = {}
-    measured = []
-    for width in widths:
-        r = _with_width(recipe, width)
-        teacher = build_model(r, role="teacher", num_classes=num_classes).eval()
-        student = build_model(r, role="student", num_classes=num_classes, teacher=teacher).eval()
-        baseline = build_model(r, role="baseline", num_classes=num_classes).eval()
-        costs = {}
-        for name, fn, image, owner in (
-            ("bb_hr", teacher.detector.backbone, hr_bb, None), ("bb_lr", teacher.detector.backbone, lr_bb, None),
-            ("baseline", baseline, hr_plain, None), ("student", student, lr_plain, None),
-            ("teacher", lambda x, t=teacher: t(x, branches=("fused",)).fused, hr, teacher),
-        ):
-            costs[name], ops = count_macs(fn, image, owner=owner, fold_bn=name.startswith("bb_"))
-            if name.startswith("bb_"):
-                costs[f"{name}_body"] = count_macs(fn, image, fold_bn=True, exclude=("stem",))[0]
-            for op, n in ops.items():
-                skipped[op] = skipped.get(op, 0) + n
-        measured.append((width, costs, _params_m(baseline), _params_m(teacher), _params_m(student)))
-    reference = next((c["bb_hr"] for wd, c, *_ in measured if wd == 1.0), None)
-    body_reference = next((c["bb_hr_body"] for wd, c, *_ in measured if wd == 1.0), None)
-    if reference is None:
-        reference_model = build_model(_with_width(recipe, 1.0), role="baseline", num_classes=num_classes).eval()
-        reference = count_macs(reference_model.backbone, hr_bb, fold_bn=True)[0]
-        body_reference = count_macs(reference_model.backbone, hr_bb, fold_bn=True, exclude=("stem",))[0]
+    images = {
+        "bb_hr": _image(h0, w0), "bb_lr": _image(math.ceil(h0 / k), math.ceil(w0 / k)),
+        "baseline": _image(_padded(h0, d), _padded(w0, d)), "student": _image(_padded(h0, d) // k, _padded(w0, d) // k),
+        "teacher": _image(h, w),
+    }
+    skipped: Counter[str] = Counter()
+    measured = [(wd, *_measure(_with_width(recipe, wd), images, num_classes, skipped)) for wd in widths]
+    full = next((c for wd, c, *_ in measured if wd in (1.0, None)), None)
+    if full is None:
+        full = _backbone_costs(_with_width(recipe, 1.0), images, num_classes)
     rows = [
         CapacityRow(
-            width=wd, teacher_capacity=(c["bb_hr_body"] + c["bb_lr_body"]) / body_reference,
-            student_capacity=c["bb_lr_body"] / body_reference,
+            width=wd, teacher_capacity=(c["bb_hr_body"] + c["bb_lr_body"]) / full["bb_hr_body"],
+            student_capacity=c["bb_lr_body"] / full["bb_hr_body"],
             backbone_gmacs_hr=c["bb_hr"] / 1e9, backbone_gmacs_lr=c["bb_lr"] / 1e9, baseline_gmacs=c["baseline"] / 1e9,
             teacher_gmacs=c["teacher"] / 1e9, student_gmacs=c["student"] / 1e9,
             baseline_params_m=pb, teacher_params_m=pt, student_params_m=ps,
         )
         for wd, c, pb, pt, ps in measured
     ]
-    report = CapacityReport((h0, w0), k, num_classes, reference / 1e9, rows, skipped, padded_size=(h, w))
+    report = CapacityReport(
+        (h0, w0), k, num_classes, full["bb_hr"] / 1e9, rows, dict(sorted(skipped.items())), padded_size=(h, w),
+        backbone=recipe.model.backbone.name,
+    )
     if json_out is not None:
         atomic_write_text(json_out, report.to_json())
     return report
+
+
+def _build(recipe: Recipe, num_classes: int) -> tuple[nn.Module, nn.Module, nn.Module]:
+    """Teacher, student and baseline of ``recipe`` on the ``meta`` device, in eval mode.
+
+    The student is built as when its weights are loaded (not copied from the teacher): the same modules.
+    """
+    with on_meta():
+        teacher = build_model(recipe, role="teacher", num_classes=num_classes).eval()
+        student = build_model(recipe, role="student", num_classes=num_classes).eval()
+        baseline = build_model(recipe, role="baseline", num_classes=num_classes).eval()
+    return teacher, student, baseline
+
+
+def _backbone_costs(recipe: Recipe, images: dict[str, Tensor], num_classes: int) -> dict[str, float]:
+    """Backbone multiply-adds on HR and LR, with and without the stem (batch norm folded)."""
+    with on_meta():
+        backbone = build_model(recipe, role="baseline", num_classes=num_classes).eval().backbone
+    return _backbone_counts(backbone, images)
+
+
+def _backbone_counts(backbone: nn.Module, images: dict[str, Tensor]) -> dict[str, float]:
+    costs = {}
+    stem = ("stem",) if hasattr(backbone, "stem") else ()
+    for name in ("bb_hr", "bb_lr"):
+        count = count_macs(backbone, images[name], fold_bn=True, exclude=stem)
+        costs[name], costs[f"{name}_body"] = count.total + count.excluded, count.total
+    return costs
+
+
+def _measure(recipe: Recipe, images: dict[str, Tensor], num_classes: int, skipped: Counter[str]):
+    """``(costs, baseline params M, teacher params M, student params M)`` of one width."""
+    teacher, student, baseline = _build(recipe, num_classes)
+    costs = _backbone_counts(teacher.detector.backbone, images)
+    for name, fn, module in (
+        ("baseline", baseline, baseline), ("student", student, student),
+        ("teacher", lambda x: teacher(x, branches=("fused",)).fused, teacher),
+    ):
+        count = count_macs(fn, images[name], module=module)
+        costs[name] = count.total
+        skipped.update(count.skipped)
+    return costs, _params_m(baseline), _params_m(teacher), _params_m(student)
 
 
 def paper_recipe() -> Recipe:
@@ -211,9 +220,11 @@ def paper_recipe() -> Recipe:
     })
 
 
-def _with_width(recipe: Recipe, width: float) -> Recipe:
-    """A copy of ``recipe`` whose backbone runs at ``width``."""
+def _with_width(recipe: Recipe, width: float | None) -> Recipe:
+    """A copy of ``recipe`` whose backbone runs at ``width`` (as built for ``None``), without weight files."""
     backbone = recipe.model.backbone
-    options = {**backbone.options, "width": width}
+    options = {key: value for key, value in backbone.options.items() if key != "weights"}
+    if width is not None:
+        options["width"] = width
     model = recipe.model.model_copy(update={"backbone": backbone.model_copy(update={"options": options})})
     return recipe.model_copy(update={"model": model})

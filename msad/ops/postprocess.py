@@ -15,7 +15,6 @@ from collections.abc import Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
-from torchvision.ops import batched_nms
 
 from msad.ops.boxes import decode_ltrb
 from msad.ops.points import points_for_level
@@ -93,6 +92,8 @@ class FCOSPostProcess(nn.Module):
         valid = torch.cat([lv[3] for lv in levels], dim=1)
         if len(image_sizes) != boxes.shape[0]:
             raise ValueError(f"{len(image_sizes)} image sizes for a batch of {boxes.shape[0]} images")
+
+        from torchvision.ops import batched_nms  # importing torchvision costs seconds: only where NMS runs
 
         results: list[Detections] = []
         for i, size in enumerate(image_sizes):

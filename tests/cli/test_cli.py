@@ -335,14 +335,31 @@ def test_predict_on_a_corrupt_image(trained_student: api.TrainResult, synth_data
 
 
 def test_flops_command(tiny_recipe_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """With a recipe: its width (one row) and its test size; --widths sweeps."""
     out_json = tmp_path / "flops.json"
-    code, out, err = run(["flops", tiny_recipe_file, "--height", "64", "--width", "96", "--classes", "3", "--json", out_json], capsys)
+    code, out, err = run(["flops", tiny_recipe_file, "--classes", "3", "--json", out_json], capsys)
     assert code == 0, err
     report = json.loads(out_json.read_text())
-    assert report["image_size"] == [64, 96] and report["num_classes"] == 3
-    assert [row["width"] for row in report["rows"]] == [1.0, 0.75, 0.5, 0.25]
+    assert report["image_size"] == [128, 160] and report["num_classes"] == 3  # data.test_size × data.max_size
+    assert [row["width"] for row in report["rows"]] == [0.25]
+    code, out, err = run(["flops", tiny_recipe_file, "--widths", "1,0.5", "--height", "64", "--width", "96", "--json", out_json], capsys)
+    assert code == 0, err
+    report = json.loads(out_json.read_text())
+    assert report["image_size"] == [64, 96] and [row["width"] for row in report["rows"]] == [1.0, 0.5]
     assert report["rows"][0]["backbone_gmacs_hr"] == pytest.approx(report["reference_gmacs"])
-    assert "reference" in out and "0.25" in out
+    assert "reference" in out and "0.5" in out and not err.strip()
+
+
+def test_flops_on_a_timm_recipe_prints_one_row(tiny_recipe_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("timm")
+    timm = ["--set", 'model.backbone.name="timm"', "--set", 'model.backbone.model_name="resnet18"']
+    out_json = tmp_path / "flops.json"
+    code, out, err = run(["flops", tiny_recipe_file, *timm, "--json", out_json], capsys)
+    assert code == 0, err
+    (row,) = json.loads(out_json.read_text())["rows"]
+    assert row["width"] is None and row["teacher_capacity"] == pytest.approx(1.25, abs=0.02)
+    assert sum("│ " in line and "x /" in line for line in out.splitlines()) == 1  # one table row
+    fails(["flops", tiny_recipe_file, *timm, "--widths", "1,0.5"], capsys, 2, "timm", "width")
 
 
 def test_eval_notes_a_resolution_other_than_the_trained_one(
