@@ -12,6 +12,7 @@ __all__ = [
     "ResourceError",
     "CheckpointError",
     "Interrupted",
+    "MissingDependencyError",
 ]
 
 
@@ -71,3 +72,9 @@ class Interrupted(MsadError):
     """The user stopped the command (Ctrl-C); the message says where the last checkpoint is."""
 
     exit_code = 130
+
+
+class MissingDependencyError(MsadError):
+    """A feature the user asked for needs an optional package that is not installed (the message names the extra)."""
+
+    exit_code = 1

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import colorsys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
@@ -11,7 +12,10 @@ from torch import Tensor
 
 from msad.structures import Detections
 
-__all__ = ["class_colour", "draw_detections"]
+__all__ = ["class_colour", "draw_detections", "Previewer", "make_previewer"]
+
+#: ``previewer(predict) -> {name: image}``, ``predict(images, image_sizes) -> detections`` in the batch frame.
+Previewer = Callable[[Callable[[Tensor, list[tuple[int, int]]], list[Detections]]], dict[str, Image.Image]]
 
 
 def class_colour(label: int) -> tuple[int, int, int]:
@@ -39,3 +43,29 @@ def draw_detections(image: Tensor, detections: Detections, class_names: Sequence
         draw.rectangle((box[0], y, box[0] + right - left + 2, y + bottom - top + 2), fill=colour)
         draw.text((box[0] + 1, y), text, fill=(0, 0, 0), font=font)
     return pil
+
+
+def make_previewer(dataset: Any, *, collate: Callable[[list], Any], count: int = 4, score_threshold: float = 0.3) -> Previewer:
+    """A :data:`Previewer` drawing the detections on the first ``count`` images of ``dataset`` (TensorBoard).
+
+    Args:
+        dataset: items ``(image uint8 [3, h, w], target, meta)`` with ``class_names`` (a validation set).
+        collate: its evaluation collator (the batch frame the predictions come in is the items' frame).
+        count: images drawn.
+        score_threshold: detections scoring below it are not drawn.
+    """
+    items = [dataset[i] for i in range(min(count, len(dataset)))]
+    batch = collate(items) if items else None
+
+    def previewer(predict: Callable[[Tensor, list[tuple[int, int]]], list[Detections]]) -> dict[str, Image.Image]:
+        if batch is None:
+            return {}
+        detections = predict(batch.images, batch.image_sizes)
+        drawn = {}
+        for (image, _target, meta), det in zip(items, detections, strict=True):
+            keep = det.scores >= score_threshold
+            det = Detections(det.boxes[keep], det.scores[keep], det.labels[keep]).to("cpu")
+            drawn[f"image_{meta.get('image_id', len(drawn))}"] = draw_detections(image, det, dataset.class_names)
+        return drawn
+
+    return previewer

@@ -1,50 +1,92 @@
-"""``curves.png`` from a ``metrics.jsonl`` with train and eval records (PIL only)."""
+"""matplotlib figures: a stage's curves.png from metrics.jsonl records, and the accuracy comparison figure."""
 
 import json
+import math
 
-import pytest
+from matplotlib.container import ErrorbarContainer
 from PIL import Image
 
 from msad.engine.metrics import read_metrics
-from msad.engine.plot import nice_ticks, plot_curves
+from msad.plots import accuracy_figure, curves_figure, plot_accuracy_comparison, plot_curves
 
 
-def non_white_pixels(image: Image.Image, box: tuple[int, int, int, int]) -> int:
-    region = image.convert("RGB").crop(box)
-    return sum(count for count, color in region.getcolors(maxcolors=1 << 20) if color != (255, 255, 255))
-
-
-def test_curves_png_from_metrics_jsonl(tmp_path):
-    lines = []
-    for it in range(20, 201, 20):
-        lines.append({"type": "train", "iteration": it, "lr": 0.01, "loss_cls": 1.0 / it, "loss_box": 0.5 + 1 / it,
-                      "total_loss": 1.5 / it + 0.5, "images_per_s": 12.0, "time": 0.1})
+def student_records(iters: int = 400, ramp: int = 500) -> list[dict]:
+    """Records shaped like a student run: KD ramping up, its raw term falling; eval every 100 (APl NaN)."""
+    records = []
+    for it in range(20, iters + 1, 20):
+        weight, raw = min(1.0, it / ramp), 0.9 * math.exp(-it / 300) + 0.25
+        record = {"type": "train", "iteration": it, "lr": 0.01, "loss_cls": 1.0 + 100 / it, "loss_box": 0.6,
+                  "loss_ctr": 0.66, "loss_kd": weight * raw, "kd_raw": raw, "kd_weight": weight, "images_per_s": 9.0}
+        record["total_loss"] = sum(v for k, v in record.items() if k.startswith("loss"))
+        records.append(record)
         if it % 100 == 0:
-            lines.append({"type": "eval", "iteration": it, "AP": it / 10, "AP50": it / 5, "APs": float("nan")})
+            records.append({"type": "eval", "iteration": it, "AP": it / 60, "AP50": it / 30, "APl": float("nan")})
+    return records
+
+
+def teacher_records() -> list[dict]:
+    rows = []
+    for it in (10, 20, 30):
+        row = {"type": "train", "iteration": it}
+        for branch, factor in (("hr_", 1.0), ("lr_", 1.2), ("fused_", 0.4)):
+            row |= {f"{branch}loss_cls": factor / it, f"{branch}loss_box": factor * 0.5}
+        rows.append(row | {"total_loss": sum(v for k, v in row.items() if "loss" in k)})
+    return rows
+
+
+def labels(ax) -> list[str]:
+    return [line.get_label() for line in ax.get_lines()]
+
+
+def test_student_curves_show_the_kd_term_raw_weighted_and_its_ramp():
+    figure = curves_figure(student_records(), title="runs/student")
+    losses, kd, evaluation, ramp = figure.axes  # the twin axis of the KD panel comes last
+    assert losses.get_yscale() == "log"
+    assert {"total_loss", "loss_cls", "loss_kd (× ramp)"} <= set(labels(losses))
+    assert labels(kd) == ["kd_raw (before weight)", "loss_kd (weighted, in total_loss)"]
+    assert labels(ramp) == ["kd_weight (ramp, right axis)"] and "ramp" in ramp.get_ylabel()
+    raw = kd.get_lines()[0].get_ydata()
+    assert raw[-1] < raw[0]  # the raw term falls while the weighted one rises with the ramp
+    # evaluation against the training iterations: the same x range as the losses, not a padded tick range
+    assert evaluation.get_xlim() == losses.get_xlim() and 400 <= evaluation.get_xlim()[1] < 420
+    assert set(labels(evaluation)) == {"AP", "AP50"}  # NaN (APl without large objects) is not drawn
+    assert all(ax.get_xlabel() == "iteration" for ax in (losses, kd, evaluation))
+
+
+def test_teacher_curves_draw_branches_by_line_style_and_linear_option():
+    figure = curves_figure(teacher_records(), log_scale=False)
+    assert len(figure.axes) == 2  # no KD panel without a KD term
+    losses, evaluation = figure.axes
+    assert losses.get_yscale() == "linear"
+    style = {line.get_label(): line.get_linestyle() for line in losses.get_lines()}
+    assert style["hr_loss_cls"] == "-" and style["lr_loss_cls"] == "--" and style["fused_loss_cls"] == ":"
+    assert [t.get_text() for t in evaluation.texts] == ["no evaluation records"]
+
+
+def test_plot_curves_writes_a_png_from_metrics_jsonl(tmp_path):
     path = tmp_path / "metrics.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in lines) + '{"type": "train", "iter')  # unfinished line
+    path.write_text("".join(json.dumps(r) + "\n" for r in student_records()) + '{"type": "train", "iter')
     out = plot_curves(read_metrics(path), tmp_path / "curves.png", title="run")
-    assert out == tmp_path / "curves.png" and out.stat().st_size > 0
-    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert out == tmp_path / "curves.png"
     with Image.open(out) as image:
-        image.verify()
-    with Image.open(out) as image:
-        assert image.format == "PNG" and image.size == (1280, 450)
-        left, right = non_white_pixels(image, (0, 30, 640, 450)), non_white_pixels(image, (640, 30, 1280, 450))
-        assert left > 500 and right > 500  # both panels hold a plot
-        colors = {c for _, c in image.convert("RGB").getcolors(maxcolors=1 << 20)}
-        assert (0x1F, 0x77, 0xB4) in colors and (0xD6, 0x27, 0x28) in colors  # at least two curve colours
+        assert image.format == "PNG" and image.size == (1680, 420)  # three panels at 100 dpi
+        assert len(image.convert("RGB").getcolors(maxcolors=1 << 20)) > 50
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temporary file left
 
 
-def test_curves_without_eval_records_say_no_data(tmp_path):
-    out = plot_curves([{"type": "train", "iteration": 1, "total_loss": 2.0}], tmp_path / "c.png")
+def test_accuracy_figure_bars_are_means_with_the_seed_spread():
+    rows = {"LR baseline": [4.0, 5.0, 6.0], "MSAD student": [20.0, 22.0], "not run": [], "one seed": [float("nan"), 3.0]}
+    figure = accuracy_figure(rows, title="synthetic")
+    ax = figure.axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == list(rows)
+    assert [round(bar.get_width(), 6) for bar in ax.patches] == [5.0, 21.0, 0.0, 3.0]
+    errorbars = next(c for c in ax.containers if isinstance(c, ErrorbarContainer))
+    caps = errorbars.lines[2][0].get_segments()  # whiskers: min to max of the seeds
+    assert [tuple(seg[:, 0]) for seg in caps[:2]] == [(4.0, 6.0), (20.0, 22.0)]
+    assert [t.get_text() for t in ax.texts] == ["5.00 (n=3)", "21.00 (n=2)", "–", "3.00"]
+
+
+def test_plot_accuracy_comparison_writes_a_png(tmp_path):
+    out = plot_accuracy_comparison({"a": [1.0, 2.0], "b": [3.0]}, tmp_path / "accuracy.png")
     with Image.open(out) as image:
-        assert image.size == (1280, 450) and non_white_pixels(image, (640, 30, 1280, 450)) > 0
-
-
-@pytest.mark.parametrize(("low", "high"), [(0.0, 1.0), (3.2, 3.2), (-5.0, 120.0), (1e-4, 3e-4)])
-def test_nice_ticks_cover_the_range(low, high):
-    ticks = nice_ticks(low, high)
-    assert ticks[0] <= low and ticks[-1] >= high and 2 <= len(ticks) <= 12
-    assert ticks == sorted(ticks)
+        assert image.format == "PNG" and image.size[0] == 800

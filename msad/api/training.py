@@ -16,8 +16,8 @@ from torch import nn
 
 from msad.api.weights import Checkpoint, check_compatible, detector_metadata, load_model, read_checkpoint
 from msad.build import (
-    STAGES, build_criterion, build_distill_loss, build_evaluator, build_model, build_postprocess, build_train_collator,
-    build_train_dataset, build_val_dataset, run_settings, solver_settings,
+    STAGES, build_criterion, build_distill_loss, build_eval_collator, build_evaluator, build_model, build_postprocess,
+    build_train_collator, build_train_dataset, build_val_dataset, run_settings, solver_settings,
 )
 from msad.config import Recipe, recipe_from_dict
 from msad.data import build_train_loader
@@ -29,6 +29,7 @@ from msad.errors import CheckpointError
 from msad.tasks.detection import DetectionTask
 from msad.tasks.student import StudentTask
 from msad.tasks.teacher import TeacherTask
+from msad.visualize import make_previewer
 
 __all__ = ["TrainResult", "train", "train_teacher", "distill", "build_task"]
 
@@ -142,6 +143,7 @@ def build_task(
         "postprocess": build_postprocess(recipe),
         "evaluator": _evaluator(recipe, role, label_space, train_set, val_batch_size),
         "metadata": detector_metadata(recipe, role=role, label_space=list(label_space)),
+        "previewer": _previewer(recipe, role, label_space, train_set),
     }
     if role == "student":
         common["metadata"]["teacher_bn"] = recipe.distill.teacher_bn
@@ -163,6 +165,14 @@ def build_task(
         model=student, teacher=frozen_teacher, distill_loss=build_distill_loss(recipe), kd_weight=d.kd_weight,
         ramp_iters=d.ramp_iters, teacher_bn=d.teacher_bn, input_factor=recipe.teacher.k, **common,
     )
+
+
+def _previewer(recipe: Recipe, role: str, label_space, train_set):
+    """Predictions drawn on the first validation images for TensorBoard (``None`` unless ``run.tensorboard``)."""
+    if not (recipe.run.tensorboard and recipe.data.val_annotations and get_rank() == 0):
+        return None
+    dataset = build_val_dataset(recipe, label_space=label_space, train=train_set)
+    return make_previewer(dataset, collate=build_eval_collator(recipe, role))
 
 
 def _evaluator(recipe: Recipe, role: str, label_space, train_set, batch_size: int | None):

@@ -308,6 +308,7 @@ class RunRecipe(BaseModel):
     best_metric: str | None = "AP"
     sync_bn: bool | Literal["auto"] = "auto"  # auto: SyncBN when several CUDA ranks train a BatchNorm model
     device: DeviceChoice = "auto"
+    tensorboard: bool = False  # also TensorBoard events in output/tensorboard (pip install 'msad[tensorboard]')
 
     @field_validator("best_metric", mode="before")
     @classmethod

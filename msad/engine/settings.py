@@ -86,6 +86,8 @@ class RunSettings:
         sync_bn: convert the trained model's BatchNorm to SyncBatchNorm when training on several CUDA ranks:
             ``True``, ``False``, or ``"auto"`` (the default: on whenever the model has BatchNorm layers).
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
+        tensorboard: also write the ``metrics.jsonl`` scalars, and a few predicted images at each evaluation,
+            as TensorBoard events under ``output/tensorboard`` (needs the ``msad[tensorboard]`` extra).
     """
 
     output: Path
@@ -97,6 +99,7 @@ class RunSettings:
     best_metric: str | None = "AP"
     sync_bn: bool | str = "auto"
     device: DeviceChoice = "auto"
+    tensorboard: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "output", Path(self.output))

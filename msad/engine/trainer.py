@@ -29,9 +29,9 @@ from torch.nn.parallel import DistributedDataParallel
 from msad.engine import distributed as du
 from msad.engine.ema import ModelEMA
 from msad.engine.metrics import MetricsWriter, Progress, environment_info, read_metrics
-from msad.engine.plot import plot_curves
 from msad.engine.schedule import LRSchedule, build_optimizer
 from msad.engine.settings import RunSettings, SolverSettings
+from msad.engine.tensorboard import TensorBoardWriter, require_tensorboard
 from msad.errors import ResourceError, RunStateError
 from msad.engine.training_state import (
     STATE_JSON,
@@ -41,6 +41,7 @@ from msad.engine.training_state import (
     restore_rng_state,
     save_training_state,
 )
+from msad.plots import plot_curves
 from msad.serialization import atomic_write_text, save_weights
 
 __all__ = ["TrainTask", "TrainingDiverged", "RunExistsError", "Trainer", "seed_everything"]
@@ -52,6 +53,10 @@ LoaderFactory = Callable[[int, int, int], Iterator[Any]]
 @runtime_checkable
 class TrainTask(Protocol):
     """What the engine trains. It knows nothing else about the model.
+
+    Two optional methods are used when present: ``logged_scalars() -> dict[str, Tensor]`` (values of the last
+    ``losses`` call logged beside the losses, rank-averaged, never optimised: e.g. the student's raw KD term and
+    its ramp) and ``preview(model) -> dict[str, image]`` (a few predicted images for TensorBoard at each evaluation).
 
     Attributes:
         model: the trainable module (wrapped in DDP by the engine when there are several ranks).
@@ -154,6 +159,7 @@ class Trainer:
         self._created_output = False
         self._iterations_done = 0
         self._written: list[str] = []  # files this start wrote, removed again if it fails before training
+        self.tensorboard: TensorBoardWriter | None = None
 
     # ------------------------------------------------------------------ setup
     def setup(self) -> None:
@@ -162,6 +168,8 @@ class Trainer:
         self.device = du.resolve_device(self.run.device)
         if self.solver.amp == "fp16" and self.device.type != "cuda":
             raise ValueError("solver.amp = 'fp16' needs CUDA; use 'bf16' or 'off' on the CPU")
+        if self.run.tensorboard:
+            require_tensorboard()  # before anything is written
         resuming = self._check_output()
         seed_everything(self.run.seed + self.rank)
         model = self.task.model.to(self.device)
@@ -186,6 +194,9 @@ class Trainer:
         self.resuming = resuming
         self.metrics = MetricsWriter(self.output / "metrics.jsonl", resume_iteration=self.start_iter if resuming else None) if self.rank == 0 else None
         self._written.append("metrics.jsonl")
+        if self.rank == 0 and self.run.tensorboard:
+            purge = self.start_iter if resuming else None
+            self.tensorboard = TensorBoardWriter(self.output / "tensorboard", purge_step=purge)
         self.progress = Progress(
             total=self.solver.iters, start=self.start_iter, log_period=self.run.log_period,
             enabled=self.rank == 0, echo=self.echo,
@@ -261,6 +272,8 @@ class Trainer:
         finally:
             if hasattr(self, "progress"):
                 self.progress.close()
+            if self.tensorboard is not None:
+                self.tensorboard.close()
         if self.rank == 0:
             self._plot()
         return self.final_metrics
@@ -301,9 +314,10 @@ class Trainer:
         if not losses:
             raise ValueError("task.losses returned no loss terms")
         total = sum(losses.values())
-        stacked = torch.stack([v.detach().float().reshape(()) for v in [*losses.values(), total]])
-        reduced = dict(zip([*losses, "total_loss"], du.all_reduce_mean(stacked).tolist(), strict=True))
-        if not all(math.isfinite(v) for v in reduced.values()):
+        logged = self.task.logged_scalars() if hasattr(self.task, "logged_scalars") else {}
+        values = [v.detach().float().reshape(()) for v in [*losses.values(), total, *logged.values()]]
+        reduced = dict(zip([*losses, "total_loss", *logged], du.all_reduce_mean(torch.stack(values)).tolist(), strict=True))
+        if not all(math.isfinite(reduced[k]) for k in [*losses, "total_loss"]):
             last = self.output / "last.safetensors"
             raise TrainingDiverged(iteration, reduced, str(last) if last.exists() else None)
         self.optimizer.zero_grad(set_to_none=True)
@@ -341,7 +355,9 @@ class Trainer:
         self.final_metrics = metrics
         if self.rank != 0:
             return metrics
-        self.metrics.write({"type": "eval", "iteration": done, **metrics})
+        self._record({"type": "eval", "iteration": done, **metrics})
+        if self.tensorboard is not None and hasattr(self.task, "preview"):
+            self._preview(model, done)
         self.progress.message(f"eval @ {done}: " + "  ".join(f"{k} {v:.4g}" for k, v in metrics.items() if isinstance(v, float | int)))
         value = metrics.get(self.run.best_metric) if self.run.best_metric else None
         if value is not None and math.isfinite(value) and (self.best is None or value > self.best):
@@ -379,7 +395,25 @@ class Trainer:
             return
         record = {"type": "train", "iteration": done, **means, "images_per_s": self.solver.batch_size / seconds,
                   "time": seconds, "elapsed": time.perf_counter() - self.progress.started}
+        self._record(record)
+
+    def _record(self, record: dict[str, Any]) -> None:
+        """One ``metrics.jsonl`` record (rank 0), mirrored to TensorBoard when on."""
         self.metrics.write(record)
+        if self.tensorboard is not None:
+            self.tensorboard.write(record)
+
+    def _preview(self, model: nn.Module, done: int) -> None:
+        """The task's predicted images (``task.preview(model)``) to TensorBoard; a failure is reported, never fatal."""
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                self.tensorboard.add_images(self.task.preview(model), done)
+        except Exception as err:  # noqa: BLE001 - a preview must not stop the run
+            self._say(f"could not draw the TensorBoard preview: {err}")
+        finally:
+            model.train(was_training)
 
     def _plot(self) -> None:
         """``curves.png`` from ``metrics.jsonl``; a plotting failure is reported, never fatal."""

@@ -8,6 +8,7 @@ detector's head levels carry strides of that frame.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -36,6 +37,7 @@ class DetectionTask:
         evaluator: ``evaluator(predict) -> metrics``, where ``predict(images) -> list[Detections]`` in the batch
             frame; ``None`` disables evaluation.
         metadata: checkpoint metadata (role, width, recipe, classes…).
+        previewer: ``previewer(predict) -> {name: image}`` drawing a few predictions (TensorBoard); ``None``: none.
     """
 
     def __init__(
@@ -47,6 +49,7 @@ class DetectionTask:
         input_factor: int = 1,
         evaluator: Callable[[Callable[[Tensor, list[tuple[int, int]]], list[Detections]]], dict[str, float]] | None = None,
         metadata: dict[str, str] | None = None,
+        previewer: Callable[[Callable[[Tensor, list[tuple[int, int]]], list[Detections]]], dict[str, Any]] | None = None,
     ) -> None:
         self.model = model
         self.frozen: dict[str, nn.Module] = {}
@@ -55,6 +58,7 @@ class DetectionTask:
         self.input_factor = input_factor
         self.evaluator = evaluator
         self._metadata = dict(metadata or {})
+        self.previewer = previewer
         self.strides: dict[str, int] = model.strides
 
     def network_input(self, images: Tensor) -> Tensor:
@@ -83,6 +87,12 @@ class DetectionTask:
         if self.evaluator is None:
             return {}
         return self.evaluator(lambda images, sizes: self.predict(model, images, sizes))
+
+    def preview(self, model: nn.Module) -> dict[str, Any]:
+        """A few validation images with ``model``'s detections drawn (empty without a previewer)."""
+        if self.previewer is None:
+            return {}
+        return self.previewer(lambda images, sizes: self.predict(model, images, sizes))
 
     def metadata(self) -> dict[str, str]:
         """Checkpoint metadata."""

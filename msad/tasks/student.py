@@ -56,6 +56,7 @@ class StudentTask(DetectionTask):
         self.kd_weight = kd_weight
         self.ramp_iters = ramp_iters
         self.teacher_bn = teacher_bn
+        self._logged: dict[str, Tensor] = {}
 
     def losses(self, model: nn.Module, batch: Batch, iteration: int) -> dict[str, Tensor]:
         """FCOS losses of the student plus ``loss_kd`` (absent when ``kd_weight`` is 0: plain LR training)."""
@@ -66,5 +67,13 @@ class StudentTask(DetectionTask):
             self.teacher.train(self.teacher_bn == "train")
             with torch.no_grad():
                 target = self.teacher.fused_features(batch.images)
-            losses["loss_kd"] = weight * self.distill_loss(features, target)
+            raw = self.distill_loss(features, target)
+            losses["loss_kd"] = weight * raw
+            self._logged = {"kd_raw": raw.detach(), "kd_weight": raw.new_tensor(weight)}
         return losses
+
+    def logged_scalars(self) -> dict[str, Tensor]:
+        """``kd_raw`` (the distillation term before its weight) and ``kd_weight`` (``kd_weight`` × ramp) of the
+        last :meth:`losses` call, for ``metrics.jsonl``: ``loss_kd`` = ``kd_weight`` · ``kd_raw`` grows during the
+        ramp even while the raw term falls."""
+        return dict(self._logged)
