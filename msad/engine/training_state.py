@@ -16,16 +16,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from msad.errors import CheckpointError
 from msad.serialization import atomic_write_text, read_tensors, save_tensors
-
-try:
-    import numpy as np
-except ImportError:  # pragma: no cover - numpy is a dependency, but the engine does not need it
-    np = None
 
 __all__ = [
     "STATE_FORMAT",
@@ -62,9 +58,9 @@ class TrainingState:
 
 def capture_rng_state() -> dict[str, Any]:
     """This process's RNG states: Python, NumPy, torch CPU and every initialised CUDA device."""
-    state: dict[str, Any] = {"python": _to_json(random.getstate()), "torch": torch.get_rng_state()}
-    if np is not None:
-        state["numpy"] = _to_json(np.random.get_state())
+    state: dict[str, Any] = {
+        "python": _to_json(random.getstate()), "numpy": _to_json(np.random.get_state()), "torch": torch.get_rng_state()
+    }
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
@@ -75,7 +71,7 @@ def restore_rng_state(state: dict[str, Any]) -> None:
     if "python" in state:
         version, internal, gauss = state["python"]
         random.setstate((version, tuple(internal), gauss))
-    if "numpy" in state and np is not None:
+    if "numpy" in state:
         name, keys, pos, has_gauss, cached = state["numpy"]
         np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
     if "torch" in state:

@@ -12,6 +12,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from msad.models.backbones.slimmable_checkpoint import CheckpointFormatError, is_torch_pickle
+from msad.serialization import state_mismatch
 from msad.structures import FeatureInfo
 
 __all__ = ["TimmBackbone", "build_timm_backbone"]
@@ -40,8 +42,6 @@ class TimmBackbone(nn.Module):
 
 
 def _read_state_dict(path: Path) -> dict[str, Tensor]:
-    from msad.models.backbones.slimmable_checkpoint import CheckpointFormatError, is_torch_pickle
-
     if not path.is_file():
         raise CheckpointFormatError(f"timm weights not found: {path}")
     if is_torch_pickle(path):
@@ -66,9 +66,6 @@ def _read_state_dict(path: Path) -> dict[str, Tensor]:
 
 def _load_strict(model: nn.Module, path: Path, model_name: str) -> None:
     """Load ``path`` strictly; keys of the full timm model that ``features_only`` dropped (heads) are ignored."""
-    from msad.serialization import state_mismatch
-    from msad.models.backbones.slimmable_checkpoint import CheckpointFormatError
-
     state = _read_state_dict(path)
     expected = model.state_dict()
     dropped: set[str] = set()
