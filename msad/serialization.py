@@ -45,13 +45,16 @@ _MAX_HEADER = 100_000_000
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
     """Create ``path`` atomically: ``write(tmp)`` fills a temporary file that is fsynced and renamed over ``path``.
 
-    If anything fails (including the rename) the temporary file is removed and ``path`` is left untouched.
+    The file gets the permissions of any new file (``0o666`` less the umask), whatever ``write`` created it with
+    (safetensors creates ``0o600`` files). If anything fails (including the rename) the temporary file is removed
+    and ``path`` is left untouched.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         write(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())
         fd = os.open(tmp, os.O_RDONLY)
         try:
             os.fsync(fd)
@@ -63,6 +66,20 @@ def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
         raise
     _fsync_dir(path.parent)
     return path
+
+
+def _umask() -> int:
+    """The process umask (read from /proc where possible: setting it to read it is not thread-safe)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:

@@ -2,6 +2,7 @@
 
 import json
 import os
+import stat
 
 import pytest
 import torch
@@ -123,3 +124,19 @@ def test_safetensors_without_msad_format(tmp_path):
     save_file({"a": torch.ones(2)}, str(path), metadata={"format": "pt"})
     with pytest.raises(CheckpointError, match="format is 'pt'"):
         load_weights(path)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_written_files_follow_the_umask(tmp_path, umask):
+    """safetensors creates its files 0600; weights must get the mode of any other file of the run."""
+    old = os.umask(umask)
+    try:
+        weights = save_weights(tmp_path / "w.safetensors", {"w": torch.zeros(2)}, {"role": "baseline"})
+        text = atomic_write_text(tmp_path / "m.json", "{}")
+        (tmp_path / "plain.txt").write_text("x")
+    finally:
+        os.umask(old)
+    expected = 0o666 & ~umask
+    assert stat.S_IMODE((tmp_path / "plain.txt").stat().st_mode) == expected
+    assert stat.S_IMODE(weights.stat().st_mode) == expected
+    assert stat.S_IMODE(text.stat().st_mode) == expected
