@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from msad.data import SynthSummary, generate_synthetic_coco
+from msad.errors import RunStateError
 from msad.plugins import PluginInfo, list_plugins
 
 __all__ = ["synth_data", "plugins"]
@@ -22,12 +23,19 @@ def synth_data(
         image_size: ``(height, width)``; default: the profile's.
 
     Raises:
-        FileExistsError: ``out`` already holds a dataset and ``force`` is not set (nothing is touched).
+        RunStateError: ``out`` is a file, or a folder that holds anything (a dataset, the user's own images…)
+            and ``force`` is not set (nothing is touched).
     """
     root = Path(out)
-    existing = [p for p in (root / "annotations" / "train.json", root / "annotations" / "val.json") if p.exists()]
-    if existing and not force:
-        raise FileExistsError(f"{root} already holds a dataset ({existing[0].name}); pass --force to overwrite it")
+    if root.exists() and not root.is_dir():
+        raise RunStateError(f"{root} is a file; give a folder for the dataset")
+    held = sorted(p.name for p in root.iterdir()) if root.is_dir() else []
+    if held and not force:
+        shown = ", ".join(held[:3]) + (" …" if len(held) > 3 else "")
+        raise RunStateError(
+            f"{root} is not empty ({shown}); files there could be overwritten: choose an empty or new folder, "
+            "or pass --force to write into it anyway"
+        )
     return generate_synthetic_coco(root, train=train, val=val, seed=seed, image_size=image_size, profile=profile)
 
 

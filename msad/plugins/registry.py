@@ -119,10 +119,37 @@ def _check_group(group: str) -> None:
 
 
 def _allow_list() -> set[str] | None:
+    """The distributions ``MSAD_PLUGINS`` enables (``None``: all).
+
+    Raises:
+        PluginError: it names a distribution that provides no msad plugin (a typo would silently disable it).
+    """
     raw = os.environ.get("MSAD_PLUGINS")
     if raw is None:
         return None
-    return {_normalize(part.strip()) for part in raw.split(",") if part.strip()}
+    named = [part.strip() for part in raw.split(",") if part.strip()]
+    installed = _plugin_distributions()
+    unknown = [name for name in named if _normalize(name) not in installed | {BUILTIN_DISTRIBUTION}]
+    if unknown:
+        others = sorted(installed - {BUILTIN_DISTRIBUTION})
+        hint = suggest(unknown[0], others)
+        raise PluginError(
+            f"MSAD_PLUGINS names {', '.join(repr(n) for n in unknown)}, not an installed distribution with msad "
+            f"plugins; installed: {', '.join(others) or 'none besides msad'}"
+            + (f" (did you mean '{hint}'?)" if hint else "")
+        )
+    return {_normalize(name) for name in named}
+
+
+def _plugin_distributions() -> set[str]:
+    """Normalised names of the installed distributions that register msad plugins."""
+    found = set()
+    for group in GROUPS:
+        for ep in entry_points(group=group):
+            name = getattr(getattr(ep, "dist", None), "name", None)
+            if name:
+                found.add(_normalize(name))
+    return found
 
 
 def _entries(group: str) -> list[_Entry]:
@@ -175,6 +202,8 @@ def _try_load(entry: _Entry) -> tuple[Callable[..., Any] | None, str]:
     """Import one entry point in isolation: ``(builder, "")`` or ``(None, one-line reason)``; never raises."""
     try:
         builder = entry.ep.load()
+    except SystemExit as exc:  # a plugin that calls sys.exit on import must not end msad
+        return None, f"called sys.exit({exc.code!r}) while importing"
     except Exception as exc:  # noqa: BLE001 - a plugin may fail in any way; report, never crash
         return None, _one_line(exc)
     if not callable(builder):
