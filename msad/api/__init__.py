@@ -11,7 +11,7 @@
 from msad.api.flops import PAPER_WIDTHS, CapacityReport, CapacityRow, capacity, paper_recipe
 from msad.api.convert import convert_detectron2
 from msad.api.convert_backbone import convert_slimmable
-from msad.api.evaluation import METRICS, evaluate
+from msad.api.evaluation import METRICS, TEACHER_BRANCHES, evaluate, evaluate_branches
 from msad.api.misc import plugins, synth_data
 from msad.api.prediction import PredictResult, Predictor, predict
 from msad.api.training import TrainResult, distill, train, train_teacher
@@ -26,7 +26,9 @@ __all__ = [
     "convert_detectron2",
     "convert_slimmable",
     "METRICS",
+    "TEACHER_BRANCHES",
     "evaluate",
+    "evaluate_branches",
     "plugins",
     "synth_data",
     "PredictResult",

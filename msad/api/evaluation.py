@@ -16,10 +16,12 @@ from msad.engine.metrics import strict_json
 from msad.engine.distributed import resolve_device
 from msad.serialization import atomic_write_text
 
-__all__ = ["METRICS", "evaluate"]
+__all__ = ["METRICS", "TEACHER_BRANCHES", "evaluate", "evaluate_branches"]
 
 #: The COCO box metrics msad reports, 0–100.
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
+#: The teacher's branches, in the order ``--branch all`` shows them.
+TEACHER_BRANCHES = ("hr", "lr", "fused")
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,31 @@ def evaluate(
     }
     if json_out is not None:
         atomic_write_text(json_out, strict_json(report, indent=1))  # NaN (an undefined AP) is written as null
+    return report
+
+
+def evaluate_branches(
+    recipe: Recipe, weights: str | Path, *, gpus: int = 1, batch_size: int = 4, json_out: str | Path | None = None,
+) -> dict[str, Any]:
+    """A teacher's metrics on each of its branches (HR, LR, fused), as :func:`evaluate` gives them one by one.
+
+    Returns:
+        ``{"role", "weights", "branches": {"hr": {…}, "lr": {…}, "fused": {…}}, "data_scale",
+        "trained_data_scale"}``, also written to ``json_out`` when given.
+    """
+    if json_out is not None:
+        check_output_file(json_out, option="--json")
+    ckpt = read_checkpoint(weights)
+    if ckpt.role != "teacher":
+        raise ValueError(f"--branch all applies to teacher weights; {weights} holds a {ckpt.role}")
+    reports = {b: evaluate(recipe, weights, branch=b, gpus=gpus, batch_size=batch_size) for b in TEACHER_BRANCHES}
+    first = reports[TEACHER_BRANCHES[0]]
+    report = {
+        "role": ckpt.role, "weights": str(weights), "branches": {b: r["metrics"] for b, r in reports.items()},
+        "data_scale": first["data_scale"], "trained_data_scale": first["trained_data_scale"],
+    }
+    if json_out is not None:
+        atomic_write_text(json_out, strict_json(report, indent=1))
     return report
 
 

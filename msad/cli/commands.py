@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from rich.console import Console
@@ -18,7 +19,7 @@ if TYPE_CHECKING:
 api = lazy_module("msad.api")
 config = lazy_module("msad.config")
 
-__all__ = ["register", "metrics_table"]
+__all__ = ["register", "format_metric", "metrics_table", "rows_table"]
 
 _out = Console()
 _err = Console(stderr=True)
@@ -29,7 +30,7 @@ SetOpt = Annotated[
     typer.Option("--set", "-s", help="Override a recipe value: dotted.key=value (TOML value), repeatable."),
 ]
 GpusOpt = Annotated[int, typer.Option("--gpus", min=1, help="Local ranks to launch (ignored under torchrun).")]
-OutputOpt = Annotated[Optional[Path], typer.Option("--output", "-o", help="Run directory (default: run.output).")]
+OutputOpt = Annotated[Optional[Path], typer.Option("--output", "-o", help="Run directory (default: {run.output}/baseline, /teacher or /student: one per stage).")]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue the run saved in the output directory.")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Start over in an output directory that holds a run.")]
 
@@ -38,12 +39,30 @@ def _recipe(path: Path, sets: list[str] | None) -> Recipe:
     return config.load_recipe(path, overrides=sets or [])
 
 
-def metrics_table(title: str, metrics: dict[str, float]) -> Table:
-    """A rich table of COCO metrics."""
+def format_metric(value: Any) -> str:
+    """A metric for a person: two decimals, or "–" when it is undefined (None or NaN, e.g. APl without large objects)."""
+    if isinstance(value, bool) or not isinstance(value, float | int):
+        return "–" if value is None else str(value)
+    return f"{value:.2f}" if math.isfinite(value) else "–"
+
+
+def metrics_table(title: str, metrics: dict[str, Any]) -> Table:
+    """A rich table of COCO metrics, one row."""
+    return rows_table(title, {"": metrics}, row_label=None)
+
+
+def rows_table(title: str, rows: dict[str, dict[str, Any]], *, row_label: str | None = "model") -> Table:
+    """A rich table with one row per entry of ``rows`` (label → column → value), side by side; a value a row
+    lacks, None or NaN reads "–"."""
+    columns = list(dict.fromkeys(name for values in rows.values() for name in values))
     table = Table(title=title)
-    for name in metrics:
+    if row_label is not None:
+        table.add_column(row_label)
+    for name in columns:
         table.add_column(name, justify="right")
-    table.add_row(*(f"{v:.2f}" if isinstance(v, float | int) else str(v) for v in metrics.values()))
+    for label, values in rows.items():
+        cells = [format_metric(values.get(name)) for name in columns]
+        table.add_row(*([label] if row_label is not None else []), *cells)
     return table
 
 
@@ -79,14 +98,17 @@ def evaluate(
     recipe: RecipeArg,
     weights: Annotated[Path, typer.Option("--weights", "-w", help="Weights to evaluate (.safetensors).", show_default=False)],
     set_: SetOpt = None,
-    branch: Annotated[Optional[str], typer.Option(help="Teacher branch: fused (default), hr or lr.")] = None,
+    branch: Annotated[Optional[str], typer.Option(help="Teacher branch: fused (default), hr, lr, or all (side by side).")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the metrics to this JSON file.")] = None,
     gpus: GpusOpt = 1,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per rank and step.")] = 4,
 ) -> None:
     """COCO box AP, AP50, AP75, APs, APm, APl (0–100) on the recipe's validation set."""
-    if branch is not None and branch not in ("fused", "hr", "lr"):
-        raise typer.BadParameter(f"--branch must be fused, hr or lr, got {branch!r}")
+    if branch is not None and branch not in ("fused", "hr", "lr", "all"):
+        raise typer.BadParameter(f"--branch must be fused, hr, lr or all, got {branch!r}")
+    if branch == "all":
+        _evaluate_branches(_recipe(recipe, set_), weights, gpus=gpus, batch_size=batch_size, json_out=json_out)
+        return
     report = api.evaluate(_recipe(recipe, set_), weights, branch=branch, gpus=gpus, batch_size=batch_size, json_out=json_out)
     what = report["role"] + (f" ({report['branch']} branch)" if report["branch"] else "")
     if report["data_scale"] != report["trained_data_scale"]:
@@ -95,6 +117,15 @@ def evaluate(
             f"data.scale={report['trained_data_scale']:g} (pass --set data.scale={report['trained_data_scale']:g} to match)"
         )
     _out.print(metrics_table(f"{weights} — {what}", report["metrics"]))
+    if json_out is not None:
+        _out.print(f"metrics written to {json_out}")
+
+
+def _evaluate_branches(recipe: Recipe, weights: Path, *, gpus: int, batch_size: int, json_out: Path | None) -> None:
+    """``msad eval --branch all``: the teacher's HR, LR and fused branches in one table."""
+    report = api.evaluate_branches(recipe, weights, gpus=gpus, batch_size=batch_size, json_out=json_out)
+    rows = {name.upper() if name != "fused" else "fused (HR+LR)": m for name, m in report["branches"].items()}
+    _out.print(rows_table(f"{weights} — teacher, each branch", rows, row_label="branch"))
     if json_out is not None:
         _out.print(f"metrics written to {json_out}")
 
