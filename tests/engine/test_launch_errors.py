@@ -1,0 +1,25 @@
+"""A failing rank's own one-line message reaches the user, even when its exception cannot be pickled (issue 13)."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import unpicklable
+
+from msad.engine import launch
+from msad.engine.distributed import LaunchError
+from msad.errors import UsageError
+
+
+def test_an_unpicklable_rank_error_is_reported_in_one_line() -> None:
+    with pytest.raises(LaunchError) as info:
+        launch(unpicklable.fail_unpicklably, num_procs=2, args=("the disk is made of cheese",), device="cpu")
+    message = str(info.value)
+    assert message == "rank 1 of 2 failed: OddError: rank one: the disk is made of cheese"
+    assert "Traceback" in "".join(getattr(info.value, "__notes__", []))  # kept for --debug, not in the line
+
+
+def test_more_cpu_ranks_than_cores_are_refused_before_spawning() -> None:
+    with pytest.raises(UsageError, match="CPU cores"):
+        launch(print, num_procs=(os.cpu_count() or 1) + 1, device="cpu")

@@ -1,0 +1,19 @@
+"""A rank function whose exception cannot cross a process boundary (importable by spawned ranks)."""
+
+from __future__ import annotations
+
+
+class OddError(Exception):
+    """An exception whose constructor takes two arguments: unpickling it from ``args`` fails."""
+
+    def __init__(self, where: str, what: str) -> None:
+        super().__init__(f"{where}: {what}")
+
+
+def fail_unpicklably(message: str) -> None:
+    """Raise :class:`OddError` on rank 1."""
+    import torch.distributed as dist
+
+    if dist.get_rank() == 1:
+        raise OddError("rank one", message)
+    dist.barrier()
