@@ -8,6 +8,7 @@ recipe and hands them to the one engine.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,13 +26,13 @@ from msad.api._situations import user_situations
 from msad.api.run_directory import check_run_directory, check_trainable
 from msad.engine import Trainer, launch, seed_everything
 from msad.engine.distributed import get_rank, get_world_size
-from msad.errors import CheckpointError
+from msad.errors import CheckpointError, UsageError
 from msad.tasks.detection import DetectionTask
 from msad.tasks.student import StudentTask
 from msad.tasks.teacher import TeacherTask
 from msad.visualize import make_previewer
 
-__all__ = ["TrainResult", "train", "train_teacher", "distill", "build_task"]
+__all__ = ["TrainResult", "train", "train_teacher", "distill", "build_task", "stage_output"]
 
 @dataclass
 class TrainResult:
@@ -78,10 +79,29 @@ def distill(
     return _run(recipe, "student", gpus=gpus, output=output, resume=resume, force=force, teacher=str(teacher))
 
 
+def stage_output(recipe: Recipe, role: str, output: str | Path | None = None) -> Path:
+    """The run directory of a stage: ``output`` when given, else ``{run.output}/{role}``.
+
+    Each stage (``baseline``, ``teacher``, ``student``) has its own directory, so that distilling with the recipe
+    that trained the teacher never writes into the teacher's run.
+    """
+    return Path(output) if output is not None else Path(recipe.run.output) / role
+
+
+def _check_teacher_kept(teacher: str | Path, out: Path) -> None:
+    """Refuse a student run whose directory holds the ``--teacher`` file (it could overwrite or remove it)."""
+    if os.path.realpath(Path(teacher).parent) == os.path.realpath(out):
+        raise UsageError(
+            f"--teacher {teacher} is in the output directory {out}, which the student run writes into "
+            "(even with --force it is never overwritten): choose another --output, e.g. the default {run.output}/student"
+        )
+
+
 def _run(recipe: Recipe, role: str, *, gpus: int, output: str | Path | None, resume: bool, force: bool, teacher: str | None = None) -> TrainResult:
-    if output is not None:
-        recipe = recipe.model_copy(update={"run": recipe.run.model_copy(update={"output": str(output)})})
-    out = Path(recipe.run.output)
+    out = stage_output(recipe, role, output)
+    if teacher is not None:
+        _check_teacher_kept(teacher, out)
+    recipe = recipe.model_copy(update={"run": recipe.run.model_copy(update={"output": str(out)})})
     check_run_directory(recipe, role, out, resume=resume, force=force)
     job = _Job(recipe.model_dump(mode="json"), role, resume, force, teacher)
     with user_situations("training", output=out):

@@ -10,7 +10,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 import shutil
+import stat
 from pathlib import Path
 
 import pytest
@@ -167,6 +169,31 @@ def test_an_existing_run_is_refused_and_force_starts_over(
     assert digest(run_dir / "last.safetensors") != before["last.safetensors"]
     ckpt = api.read_checkpoint(run_dir / "last.safetensors", role="teacher")
     assert json.loads(ckpt.metadata["iteration"]) == 2
+
+
+def test_stages_default_to_their_own_directories_and_the_teacher_is_never_overwritten(
+    trained_teacher: api.TrainResult, tiny_recipe_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Distilling with the recipe that trained the teacher writes beside it, never over it, even with --force."""
+    root = tmp_path / "run"
+    shutil.copytree(trained_teacher.output, root / "teacher")  # where `msad teacher` puts it by default
+    teacher = root / "teacher" / "last.safetensors"
+    before = tree_digest(root / "teacher")
+    at_root = ["--set", f'run.output="{root}"']
+    for out in (["-o", root / "teacher"], ["-o", root / "teacher", "--force"], ["-o", root / "teacher" / "." ]):
+        fails(["distill", tiny_recipe_file, "-t", teacher, *at_root, *out], capsys, 2, str(teacher), "--output")
+    assert tree_digest(root / "teacher") == before
+
+    code, _, err = run(["distill", tiny_recipe_file, "-t", teacher, *at_root], capsys)
+    assert code == 0, err
+    assert tree_digest(root / "teacher") == before  # byte-identical teacher run
+    student = root / "student" / "last.safetensors"
+    assert api.read_checkpoint(student).role == "student"
+    assert api.read_checkpoint(teacher).role == "teacher"
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE(student.stat().st_mode) == 0o666 & ~mask  # weights follow the umask like the run's other files
+    assert stat.S_IMODE((root / "student" / "recipe.toml").stat().st_mode) == 0o666 & ~mask
 
 
 # -- weights files ------------------------------------------------------------------------------------------------
