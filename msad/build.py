@@ -21,6 +21,7 @@ from torch import nn
 
 from msad.data import CocoDetection, Collator, build_transforms, check_category_compat
 from msad.engine.settings import RunSettings, SolverSettings
+from msad.errors import MsadError, RecipeError
 from msad.levels import HEAD_LEVELS, LevelPairing
 from msad.models.detector import FCOS
 from msad.models.fusion import CrossFeatureFusion
@@ -33,11 +34,11 @@ from msad.plugins import get_builder
 from msad.tasks.evaluate import Predictor, evaluate_coco
 
 if TYPE_CHECKING:
-    from msad.config import ModelRecipe, Recipe
+    from msad.config import ModelRecipe, PluginSpec, Recipe
 
 __all__ = [
     "Role", "ROLES", "STAGES", "LabelSpace", "head_routing", "build_detector", "build_model", "build_distill_loss",
-    "model_width", "build_criterion", "build_postprocess", "build_train_dataset", "build_val_dataset",
+    "model_width", "check_frozen_backbone", "build_criterion", "build_postprocess", "build_train_dataset", "build_val_dataset",
     "build_train_collator", "build_eval_collator", "build_evaluator", "solver_settings", "run_settings",
 ]
 
@@ -64,22 +65,39 @@ def head_routing(role: str, pairing: LevelPairing) -> tuple[dict[str, str], list
 
 def build_detector(model: ModelRecipe, *, num_classes: int, head_levels: Mapping[str, str], neck_levels: list[str]) -> FCOS:
     """Backbone, neck and head from their plugins, wired as an :class:`FCOS` with the given routing."""
-    backbone = get_builder("msad.backbones", model.backbone.name)(**model.backbone.options)
+    backbone = _plugin("msad.backbones", model.backbone, "model.backbone")
     neck = build_neck(model, backbone, neck_levels)
     channels = {f.channels for f in neck.feature_info}
     if len(channels) != 1:
-        raise ValueError(f"the head needs one channel count on every pyramid level, the neck gives {sorted(channels)}")
-    head = get_builder("msad.heads", model.head.name)(
-        in_channels=channels.pop(), num_classes=num_classes, levels=list(head_levels), **model.head.options
+        raise RecipeError(
+            f"model.neck ({model.neck.name}): the head needs one channel count on every pyramid level, the neck "
+            f"gives {sorted(channels)}"
+        )
+    head = _plugin(
+        "msad.heads", model.head, "model.head", in_channels=channels.pop(), num_classes=num_classes,
+        levels=list(head_levels),
     )
     return FCOS(backbone=backbone, neck=neck, head=head, head_levels=head_levels)
 
 
 def build_neck(model: ModelRecipe, backbone: nn.Module, levels: list[str]) -> nn.Module:
     """The recipe's neck over ``backbone``'s features, producing ``levels``."""
-    return get_builder("msad.necks", model.neck.name)(
-        in_features=list(backbone.feature_info), levels=levels, **model.neck.options
-    )
+    return _plugin("msad.necks", model.neck, "model.neck", in_features=list(backbone.feature_info), levels=levels)
+
+
+def _plugin(group: str, spec: PluginSpec, path: str, **supplied: Any) -> Any:
+    """Call the plugin builder of ``spec`` with the arguments msad supplies and the recipe's options.
+
+    Builders check their arguments with ``ValueError`` (a Python API convention); here, where the values come
+    from a recipe, such a refusal becomes a :class:`RecipeError` naming the recipe table.
+    """
+    builder = get_builder(group, spec.name)
+    try:
+        return builder(**supplied, **spec.options)
+    except MsadError:
+        raise
+    except ValueError as err:
+        raise RecipeError(f"{path} ({spec.name}): {' '.join(str(err).split())}") from err
 
 
 def build_model(recipe: Recipe, *, role: str, num_classes: int, teacher: AlignedMultiScaleTeacher | None = None) -> nn.Module:
@@ -107,10 +125,29 @@ def build_model(recipe: Recipe, *, role: str, num_classes: int, teacher: Aligned
     return AlignedMultiScaleTeacher(detector=detector, fusion=fusion, pairing=pairing)
 
 
+def check_frozen_backbone(recipe: Recipe, role: str) -> None:
+    """Refuse to train a backbone whose frozen stages would stay at their random initialisation.
+
+    A baseline or teacher with ``model.backbone.freeze_at > 0`` needs ``model.backbone.weights``; the student is
+    initialised from its teacher, so its frozen stages hold trained weights.
+
+    Raises:
+        RecipeError: ``freeze_at > 0`` without ``weights`` for a baseline or a teacher.
+    """
+    from msad.errors import RecipeError
+
+    options = recipe.model.backbone.options
+    if role == "student" or not options.get("freeze_at") or options.get("weights"):
+        return
+    raise RecipeError(
+        f"model.backbone.freeze_at = {options['freeze_at']} freezes backbone stages at their random initialisation: "
+        "set model.backbone.weights to an ImageNet checkpoint, or freeze_at = 0 (the paper freezes nothing)"
+    )
+
+
 def build_distill_loss(recipe: Recipe) -> nn.Module:
     """The recipe's distillation loss plugin."""
-    spec = recipe.distill.loss
-    return get_builder("msad.distill_losses", spec.name)(**spec.options)
+    return _plugin("msad.distill_losses", recipe.distill.loss, "distill.loss")
 
 
 def model_width(recipe: Recipe) -> float | None:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import fields
+from pathlib import Path
 
 import pytest
 
-from msad.build import ROLES, build_criterion, build_postprocess, run_settings, solver_settings
+from msad.build import ROLES, build_criterion, build_distill_loss, build_model, build_postprocess, run_settings, solver_settings
 from msad.config import Recipe, SolverOverrides, SolverRecipe, recipe_from_dict
 from msad.engine import RunSettings, SolverSettings, lr_at
 from msad.errors import RecipeError
@@ -65,3 +66,34 @@ def test_criterion_and_postprocess_take_the_recipe_values() -> None:
     assert (crit.num_classes, crit.focal_alpha, crit.focal_gamma, crit.center_radius) == (5, 0.3, 1.5, 2.0)
     post = build_postprocess(recipe)
     assert (post.score_threshold, post.pre_nms_topk, post.nms_threshold, post.max_detections) == (0.1, 50, 0.5, 7)
+
+
+@pytest.mark.parametrize("role", ["baseline", "teacher"])
+def test_a_frozen_backbone_without_weights_is_refused(role: str, tiny_recipe: Recipe, tmp_path) -> None:
+    from msad import api
+    from msad.build import check_frozen_backbone
+    from msad.config import load_recipe
+
+    frozen = tiny_recipe.model_copy(deep=True)
+    frozen.model.backbone.options["freeze_at"] = 2
+    with pytest.raises(RecipeError, match=r"freeze_at = 2 .*random initialisation.*model\.backbone\.weights"):
+        check_frozen_backbone(frozen, role)
+    train = api.train_teacher if role == "teacher" else api.train
+    with pytest.raises(RecipeError, match="freeze_at"):
+        train(frozen, output=tmp_path / "run")
+    assert not (tmp_path / "run").exists()  # refused before anything is written
+    check_frozen_backbone(frozen, "student")  # initialised from the teacher: its frozen stages are trained
+    check_frozen_backbone(tiny_recipe, role)  # freeze_at = 0
+    with_weights = frozen.model_copy(deep=True)
+    with_weights.model.backbone.options["weights"] = "imagenet.pt"
+    check_frozen_backbone(with_weights, role)
+    for name in ("coco.toml", "w025.toml", "w050.toml", "w075.toml", "w100.toml"):  # the paper recipes freeze nothing
+        recipe = load_recipe(Path(__file__).resolve().parents[1] / "recipes" / name)
+        assert not recipe.model.backbone.options.get("freeze_at")
+
+
+def test_a_plugin_refusing_a_recipe_value_is_a_recipe_error_naming_the_table() -> None:
+    with pytest.raises(RecipeError, match=r"^model\.backbone \(slimmable_resnet\): depth must be one of \[50, 101\]"):
+        build_model(_recipe(model={"backbone": {"depth": 34}}), role="baseline", num_classes=2)
+    with pytest.raises(RecipeError, match=r"^distill\.loss \(msad_l1\): temperature must be positive"):
+        build_distill_loss(_recipe(distill={"loss": {"temperature": 0.0}}))

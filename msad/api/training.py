@@ -20,6 +20,7 @@ from msad.build import (
     STAGES, build_criterion, build_distill_loss, build_eval_collator, build_evaluator, build_model, build_postprocess,
     build_train_collator, build_train_dataset, build_val_dataset, run_settings, solver_settings,
 )
+from msad.build import check_frozen_backbone
 from msad.config import Recipe, recipe_from_dict
 from msad.data import build_train_loader
 from msad.api._situations import user_situations
@@ -102,6 +103,7 @@ def _run(recipe: Recipe, role: str, *, gpus: int, output: str | Path | None, res
     if teacher is not None:
         _check_teacher_kept(teacher, out)
     recipe = recipe.model_copy(update={"run": recipe.run.model_copy(update={"output": str(out)})})
+    check_frozen_backbone(recipe, role)
     check_run_directory(recipe, role, out, resume=resume, force=force)
     job = _Job(recipe.model_dump(mode="json"), role, resume, force, teacher)
     with user_situations("training", output=out):
