@@ -134,8 +134,6 @@ def check_frozen_backbone(recipe: Recipe, role: str) -> None:
     Raises:
         RecipeError: ``freeze_at > 0`` without ``weights`` for a baseline or a teacher.
     """
-    from msad.errors import RecipeError
-
     options = recipe.model.backbone.options
     if role == "student" or not options.get("freeze_at") or options.get("weights"):
         return
