@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 import msad
-from msad.cli import commands, tools
+from msad.cli import commands, deploy, tools
 from msad.cli.errors import exit_code, one_line
 
 __all__ = ["app", "main"]
@@ -45,6 +45,7 @@ def _root(
 
 commands.register(app)
 tools.register(app)
+deploy.register(app)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,0 +1,112 @@
+"""``msad export``: ONNX Runtime and torch.export programs against the eager model, for every role."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from msad import api
+from msad.api.export import export, export_targets
+from msad.data import read_image
+from msad.export import DeployModel, ExportedDetector, ExportError, decode_detections, split_outputs
+
+pytest.importorskip("onnxruntime", reason="the msad[export] extra (onnx, onnxscript, onnxruntime) is not installed")
+
+# the teacher's export (two passes, C-FF) takes about a minute on two cores: run it with -m slow
+ROLES = ("baseline", pytest.param("teacher", marks=pytest.mark.slow), "student")
+
+
+@pytest.fixture(scope="module")
+def exported(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
+    """role → (weights, export result): each role exported once, both formats, BN folded."""
+    cache: dict[str, tuple[Path, api.export.ExportResult]] = {}
+
+    def get(role: str):
+        if role not in cache:
+            weights = request.getfixturevalue(f"trained_{role}").weights
+            out = tmp_path_factory.mktemp(f"export_{role}")
+            cache[role] = (weights, export(weights, out, input_frame="hr" if role == "student" else "lr"))
+        return cache[role]
+
+    return get
+
+
+def _images(spec, extra_rows: int, extra_cols: int, batch: int = 2) -> torch.Tensor:
+    """Random 0–255 images a few blocks of ``size_divisibility`` above the graph's smallest size."""
+    d = spec.size_divisibility
+    size = ((2 + extra_rows) * d, (2 + extra_cols) * d)
+    return torch.rand(batch, 3, *size, generator=torch.Generator().manual_seed(1)) * 255
+
+
+@pytest.mark.parametrize("role", ROLES)
+def test_exported_head_maps_equal_eager(role: str, exported) -> None:
+    weights, result = exported(role)
+    assert sorted(p.suffix for p in result.files) == [".onnx", ".pt2"]
+    assert all(diff <= 1e-4 for diff in result.max_abs_diff.values()), result.max_abs_diff
+    spec = result.spec
+    assert spec.role == role and spec.batchnorm_folded
+    eager = DeployModel(api.load_model(api.read_checkpoint(weights)), spec).eval()
+    images = _images(spec, 0, 3)  # not the traced size: the graphs take any allowed size
+    with torch.no_grad():
+        reference = split_outputs(eager(images), spec.levels)
+    for path in result.files:
+        got = ExportedDetector(path).outputs(images)
+        for lvl, ref in reference.items():
+            for name in ("cls_logits", "box_regression", "centerness"):
+                diff = (getattr(got[lvl], name) - getattr(ref, name)).abs().max().item()
+                assert diff <= 1e-4, f"{path.suffix} {lvl} {name}: {diff}"
+    detections = {p.suffix: ExportedDetector(p).detect(images, [(h, w) for h, w in [images.shape[-2:]] * 2]) for p in result.files}
+    expected = decode_detections(reference, spec, [tuple(images.shape[-2:])] * 2)
+    for dets in detections.values():
+        for got, want in zip(dets, expected, strict=True):
+            assert torch.equal(got.labels, want.labels)
+            torch.testing.assert_close(got.boxes, want.boxes, atol=1e-2, rtol=0)
+
+
+@pytest.mark.parametrize("role", ["baseline", "student"])
+def test_exported_detector_matches_predictor_on_synthetic_images(role: str, exported, synth_dataset: Path) -> None:
+    weights, result = exported(role)
+    predictor = api.Predictor(api.read_checkpoint(weights), score_threshold=0.1, device="cpu")
+    onnx = next(p for p in result.files if p.suffix == ".onnx")
+    detector = ExportedDetector(onnx, score_threshold=0.1)
+    for path in sorted((synth_dataset / "val").iterdir())[:3]:
+        image = read_image(path)
+        if role == "student":  # this one was exported for HR images; the predictor takes the LR image
+            want = predictor(image[:, ::2, ::2].contiguous())
+            want = type(want)(want.boxes * 2, want.scores, want.labels)
+        else:
+            want = predictor(image)
+        got = detector(image)
+        assert len(got.scores) == len(want.scores) > 0
+        assert torch.equal(got.labels, want.labels)
+        torch.testing.assert_close(got.boxes, want.boxes, atol=1e-2, rtol=0)
+        torch.testing.assert_close(got.scores, want.scores, atol=1e-4, rtol=0)
+
+
+def test_size_it_cannot_take_is_one_clear_error(exported) -> None:
+    _, result = exported("baseline")
+    spec = result.spec
+    d, s = spec.size_divisibility, spec.coarsest_stride
+    detector = ExportedDetector(result.files[0])
+    with pytest.raises(ExportError, match=f"not a multiple of {d}.*pad it"):
+        detector.outputs(torch.zeros(1, 3, 4 * d + 1, 4 * d))
+    with pytest.raises(ExportError, match=f"coarsest map \\(stride {s}\\) needs two cells"):
+        detector.outputs(torch.zeros(1, 3, s, s))
+
+
+def test_export_targets_by_suffix(tmp_path: Path) -> None:
+    assert export_targets(tmp_path / "m.onnx") == [tmp_path / "m.onnx"]
+    assert export_targets(tmp_path / "d") == [tmp_path / "d" / "model.onnx", tmp_path / "d" / "model.pt2"]
+    with pytest.raises(ExportError, match=".onnx or .pt2"):
+        export_targets(tmp_path / "m.tflite")
+
+
+def test_not_an_exported_file(tmp_path: Path) -> None:
+    bad = tmp_path / "m.onnx"
+    bad.write_bytes(b"not onnx")
+    with pytest.raises(ExportError, match="not a loadable ONNX file"):
+        ExportedDetector(bad)
+    with pytest.raises(ExportError, match=".onnx or .pt2"):
+        ExportedDetector(Path(__file__))
