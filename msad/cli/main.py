@@ -12,7 +12,7 @@ from typing import Annotated
 import typer
 
 import msad
-from msad.cli import commands, deploy, tools
+from msad.cli import commands, compare, deploy, tools
 from msad.cli.errors import exit_code, one_line
 
 __all__ = ["app", "main"]
@@ -45,6 +45,7 @@ def _root(
 
 commands.register(app)
 tools.register(app)
+compare.register(app)
 deploy.register(app)
 
 
