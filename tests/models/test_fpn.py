@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from msad.models.fpn import build_fpn
 from msad.structures import FeatureInfo
@@ -34,15 +33,30 @@ def test_requested_levels_match_full_computation():
 
 
 def test_top_down_sum_and_p6_p7_from_res5():
-    fpn = build_fpn(in_features=IN, out_channels=16)
-    feats = _features()
+    # Weights set by hand: every 1×1 lateral picks input channel 0, every 3×3 conv is the identity (centre tap),
+    # biases 0. Then p_i = res_i[0] + nearest ×2 of p_{i+1}'s lateral sum, p6 = res5[0] at stride 2, p7 = relu(p6) at
+    # stride 2: computed here on plain tensors.
+    fpn = build_fpn(in_features=IN, out_channels=1)
+    with torch.no_grad():
+        for conv in fpn.modules():
+            if isinstance(conv, torch.nn.Conv2d):
+                conv.weight.zero_()
+                conv.bias.zero_()
+                k = conv.kernel_size[0] // 2
+                conv.weight[0, 0, k, k] = 1.0
+    feats = _features(h=64, w=64)
     out = fpn(feats)
-    lat5 = fpn.lateral["p5"](feats["res5"])
-    lat4 = fpn.lateral["p4"](feats["res4"]) + F.interpolate(lat5, scale_factor=2, mode="nearest")
-    torch.testing.assert_close(out["p4"], fpn.output["p4"](lat4))
-    p6 = fpn.p6(feats["res5"])
+    c = {name: f[:, :1] for name, f in feats.items()}
+    up = lambda x: x.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)  # noqa: E731
+    sum5 = c["res5"]
+    sum4 = c["res4"] + up(sum5)
+    sum3 = c["res3"] + up(sum4)
+    sum2 = c["res2"] + up(sum3)
+    for level, expected in (("p5", sum5), ("p4", sum4), ("p3", sum3), ("p2", sum2)):
+        torch.testing.assert_close(out[level], expected)
+    p6 = c["res5"][..., ::2, ::2]
     torch.testing.assert_close(out["p6"], p6)
-    torch.testing.assert_close(out["p7"], fpn.p7(torch.relu(p6)))
+    torch.testing.assert_close(out["p7"], torch.relu(p6)[..., ::2, ::2])
 
 
 def test_no_norm_layers_and_bad_levels():

@@ -1,5 +1,7 @@
 """C-FF: the method's fusion arithmetic, pinned by hand."""
 
+import math
+
 import pytest
 import torch
 
@@ -14,15 +16,18 @@ def test_structure_matches_paper():
 
 
 def test_fused_is_softmax_weighted_sum_per_image():
-    torch.manual_seed(0)
-    fusion = CrossFeatureFusion(channels=4, hidden=3)
-    hr, lr = torch.randn(2, 4, 5, 6), torch.randn(2, 4, 5, 6)
+    # One channel, one hidden unit: hidden = relu(mean HR), logits = (hidden, 0). With weights set by hand,
+    # image 0 (HR ≡ ln 3) gets softmax(ln 3, 0) = (3/4, 1/4); image 1 (HR ≡ 0) gets (1/2, 1/2).
+    fusion = CrossFeatureFusion(channels=1, hidden=1)
+    with torch.no_grad():
+        fusion.fc[0].weight.copy_(torch.tensor([[1.0, 0.0]]))
+        fusion.fc[2].weight.copy_(torch.tensor([[1.0], [0.0]]))
+    hr = torch.stack([torch.full((1, 2, 3), math.log(3.0)), torch.zeros(1, 2, 3)])
+    lr = torch.stack([torch.full((1, 2, 3), 5.0), torch.full((1, 2, 3), -2.0)])
+    torch.testing.assert_close(fusion.weights(hr, lr), torch.tensor([[0.75, 0.25], [0.5, 0.5]]))
     fused = fusion(hr, lr)
-    for i in range(2):
-        pooled = torch.cat([hr[i], lr[i]]).mean(dim=(1, 2))
-        logits = fusion.fc[2].weight @ torch.relu(fusion.fc[0].weight @ pooled)
-        a, b = torch.softmax(logits, dim=0)
-        torch.testing.assert_close(fused[i], a * hr[i] + b * lr[i])
+    torch.testing.assert_close(fused[0], torch.full((1, 2, 3), 0.75 * math.log(3.0) + 0.25 * 5.0))
+    torch.testing.assert_close(fused[1], torch.full((1, 2, 3), -1.0))
 
 
 def test_zero_weights_give_the_mean_and_shape_mismatch_fails():

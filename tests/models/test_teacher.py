@@ -43,9 +43,9 @@ def test_branches_align_and_fuse(tiny_backbone):
     # LR p2 of the half-size image feeds head level p3
     lr_pyr = teacher.detector.pyramid(hr[..., ::2, ::2], ["p2"])
     torch.testing.assert_close(out.lr_features["p3"], lr_pyr["p2"])
-    w = teacher.fusion.weights(out.hr_features["p5"], out.lr_features["p5"])
-    expected = w[:, 0, None, None, None] * out.hr_features["p5"] + w[:, 1, None, None, None] * out.lr_features["p5"]
-    torch.testing.assert_close(out.fused_features["p5"], expected)
+    # each fused level is C-FF (tested on its own in test_fusion) of the HR and LR maps of that head level
+    for lvl in teacher.strides:
+        torch.testing.assert_close(out.fused_features[lvl], teacher.fusion(out.hr_features[lvl], out.lr_features[lvl]))
     with pytest.raises(ValueError, match="unknown teacher branches"):
         teacher(hr, branches=("mid",))
 
