@@ -4,12 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from msad.models.backbones.slimmable_checkpoint import (
-    convert_slimmable_state_dict,
-    load_slimmable_checkpoint,
-    narrow_state,
-    save_backbone,
-)
+from msad.models.backbones.slimmable_checkpoint import public_backbone_state, save_backbone
 from msad.models.backbones.slimmable_resnet import SlimmableResNet
 from msad.models.backbones.slimmable_shapes import DEFAULT_WIDTHS
 
@@ -25,13 +20,9 @@ def convert_slimmable(
     ``widths=(0.25, 0.5, 0.75, 1.0)``). Everything is checked before ``output`` is written (atomically).
 
     Raises:
-        CheckpointFormatError: the source is missing, corrupt or not in the documented layout.
-        ValueError: ``width`` is not one of the checkpoint's widths.
+        CheckpointFormatError: the source is missing, corrupt, not in the documented layout, or without ``width``.
     """
-    state = convert_slimmable_state_dict(load_slimmable_checkpoint(source), depth=depth, widths=DEFAULT_WIDTHS)
     widths = DEFAULT_WIDTHS if width is None else (float(width),)
     model = SlimmableResNet(depth=depth, widths=widths)
-    if widths != DEFAULT_WIDTHS:
-        state = narrow_state(state, source_widths=DEFAULT_WIDTHS, expected=model.state_dict(), widths=widths)
-    model.load_state_dict(state, strict=True)
+    model.load_state_dict(public_backbone_state(source, model), strict=True)
     return save_backbone(output, model, widths=widths)

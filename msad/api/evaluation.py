@@ -14,6 +14,7 @@ from msad.api.run_directory import check_output_file
 from msad.engine import launch
 from msad.engine.metrics import strict_json
 from msad.engine.distributed import resolve_device
+from msad.errors import RecipeError, UsageError
 from msad.serialization import atomic_write_text
 
 __all__ = ["METRICS", "TEACHER_BRANCHES", "evaluate", "evaluate_branches"]
@@ -53,7 +54,7 @@ def evaluate(
     ckpt = read_checkpoint(weights)
     check_compatible(ckpt, recipe)
     if branch is not None and ckpt.role != "teacher":
-        raise ValueError(f"--branch applies to teacher weights; {weights} holds a {ckpt.role}")
+        raise UsageError(f"--branch applies to teacher weights; {weights} holds a {ckpt.role}")
     job = _EvalJob(recipe.model_dump(mode="json"), str(weights), branch, batch_size)
     with user_situations("evaluation"):
         metrics = launch(_eval_worker, num_procs=gpus, args=(job,), device=recipe.run.device) or {}
@@ -80,7 +81,7 @@ def evaluate_branches(
         check_output_file(json_out, option="--json")
     ckpt = read_checkpoint(weights)
     if ckpt.role != "teacher":
-        raise ValueError(f"--branch all applies to teacher weights; {weights} holds a {ckpt.role}")
+        raise UsageError(f"--branch all applies to teacher weights; {weights} holds a {ckpt.role}")
     reports = {b: evaluate(recipe, weights, branch=b, gpus=gpus, batch_size=batch_size) for b in TEACHER_BRANCHES}
     first = reports[TEACHER_BRANCHES[0]]
     report = {
@@ -102,5 +103,5 @@ def _eval_worker(job: _EvalJob) -> dict[str, float]:
         val_batch_size=job.batch_size,
     )
     if task.evaluator is None:
-        raise ValueError("the recipe has no validation data (data.val_annotations)")
+        raise RecipeError("data.val_annotations is empty: the recipe has no validation data to evaluate on")
     return task.evaluate(model)

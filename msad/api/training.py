@@ -114,6 +114,7 @@ def _run(recipe: Recipe, role: str, *, gpus: int, output: str | Path | None, res
 def _train_worker(job: _Job) -> dict[str, float]:
     """One rank: build everything from the recipe and train."""
     recipe = recipe_from_dict(job.recipe)
+    _check_batch_split(recipe, job.role)
     seed_everything(recipe.run.seed)  # the model's starting weights are drawn from the recipe's seed
     train_set = build_train_dataset(recipe)
     check_trainable(train_set, recipe)
@@ -141,6 +142,16 @@ def _train_worker(job: _Job) -> dict[str, float]:
     files = {"recipe.toml": recipe.dump_toml(), "recipe.json": json.dumps(recipe.model_dump(mode="json"), indent=1)}
     trainer = Trainer(task, solver=solver, run=settings, make_train_loader=loader, resume=job.resume, force=job.force, files=files)
     return trainer.fit()
+
+
+def _check_batch_split(recipe: Recipe, role: str) -> None:
+    """Refuse a global batch that the ranks cannot share equally (before anything is built)."""
+    batch, ranks = recipe.solver_for(STAGES[role]).batch_size, get_world_size()
+    if batch % ranks:
+        raise UsageError(
+            f"solver.batch_size = {batch} (the batch over all ranks) cannot be split over {ranks} ranks; "
+            f"use a multiple of {ranks} or another --gpus"
+        )
 
 
 def build_task(

@@ -6,8 +6,12 @@ from msad.errors import MsadError
 
 __all__ = ["exit_code", "one_line", "USER_ERRORS"]
 
-#: Exception types whose message is meant for the user as it is (anything else is an internal error).
-USER_ERRORS: tuple[type[BaseException], ...] = (MsadError, FileNotFoundError, FileExistsError, ValueError, ImportError, PermissionError, IsADirectoryError, NotADirectoryError)
+#: Exception types whose message is meant for the user as it is: msad's own errors and the operating system's
+#: refusals of a path the user gave. Anything else (a ``ValueError`` or ``TypeError`` from inside msad…) is a bug
+#: and is reported as an internal error.
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    MsadError, FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError, NotADirectoryError,
+)
 
 
 def exit_code(err: BaseException) -> int:

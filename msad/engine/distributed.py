@@ -131,7 +131,7 @@ def resolve_device(choice: str = "auto") -> torch.device:
     uses CUDA when available.
     """
     if choice not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"device must be auto, cpu or cuda, got {choice!r}")
+        raise UsageError(f"device must be auto, cpu or cuda, got {choice!r}")
     if choice == "auto":
         if dist.is_available() and dist.is_initialized():
             choice = "cuda" if dist.get_backend() == "nccl" else "cpu"
@@ -139,7 +139,7 @@ def resolve_device(choice: str = "auto") -> torch.device:
             choice = "cuda" if torch.cuda.is_available() else "cpu"
     if choice == "cuda":
         if not torch.cuda.is_available():
-            raise ValueError("device 'cuda' was asked for but CUDA is not available")
+            raise UsageError("device 'cuda' was asked for but CUDA is not available on this machine; use 'cpu' or 'auto'")
         return torch.device("cuda", get_local_rank())
     return torch.device("cpu")
 

@@ -32,7 +32,7 @@ from msad.engine.metrics import MetricsWriter, Progress, environment_info, read_
 from msad.engine.schedule import LRSchedule, build_optimizer
 from msad.engine.settings import RunSettings, SolverSettings
 from msad.engine.tensorboard import TensorBoardWriter, require_tensorboard
-from msad.errors import ResourceError, RunStateError
+from msad.errors import RecipeError, ResourceError, RunStateError
 from msad.engine.training_state import (
     STATE_JSON,
     capture_rng_state,
@@ -167,7 +167,7 @@ class Trainer:
         self.rank, self.world_size = du.get_rank(), du.get_world_size()
         self.device = du.resolve_device(self.run.device)
         if self.solver.amp == "fp16" and self.device.type != "cuda":
-            raise ValueError("solver.amp = 'fp16' needs CUDA; use 'bf16' or 'off' on the CPU")
+            raise RecipeError("solver.amp = 'fp16' needs CUDA; use 'bf16' or 'off' on the CPU")
         if self.run.tensorboard:
             require_tensorboard()  # before anything is written
         resuming = self._check_output()

@@ -14,7 +14,7 @@ from msad import api
 from msad.api.training import build_task
 from msad.build import build_distill_loss, build_train_collator, build_train_dataset
 from msad.config import Recipe
-from msad.errors import CheckpointError
+from msad.errors import CheckpointError, UsageError
 from msad.tasks.detection import DetectionTask
 from msad.tasks.student import StudentTask
 
@@ -81,7 +81,7 @@ def test_evaluate_teacher_branches(trained_teacher: api.TrainResult, tiny_recipe
 
 
 def test_evaluate_branch_on_a_student_is_refused(trained_student: api.TrainResult, tiny_recipe: Recipe) -> None:
-    with pytest.raises(ValueError, match="--branch applies to teacher weights"):
+    with pytest.raises(UsageError, match="--branch applies to teacher weights"):
         api.evaluate(tiny_recipe, trained_student.weights, branch="hr")
 
 
@@ -122,3 +122,13 @@ def test_kd_weight_zero_is_plain_low_resolution_training(tiny_recipe: Recipe, tr
     assert with_kd["loss_kd"].item() > 0
     for name in lr:
         assert torch.equal(with_kd[name], lr[name]), name
+
+
+def test_a_batch_the_ranks_cannot_share_is_a_usage_error(tiny_recipe: Recipe, monkeypatch) -> None:
+    from msad.api import training
+
+    monkeypatch.setattr(training, "get_world_size", lambda: 3)
+    with pytest.raises(UsageError, match=r"solver.batch_size = 4 .* cannot be split over 3 ranks"):
+        training._check_batch_split(tiny_recipe, "teacher")
+    monkeypatch.setattr(training, "get_world_size", lambda: 2)
+    training._check_batch_split(tiny_recipe, "teacher")  # 4 images over 2 ranks: fine

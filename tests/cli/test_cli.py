@@ -336,7 +336,7 @@ def test_eval_json_matches_the_api(trained_student: api.TrainResult, tiny_recipe
 
 
 def test_eval_branch_of_a_student_is_refused(trained_student: api.TrainResult, tiny_recipe_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    fails(["eval", tiny_recipe_file, "-w", trained_student.weights, "--branch", "hr"], capsys, 1, "--branch", "student")
+    fails(["eval", tiny_recipe_file, "-w", trained_student.weights, "--branch", "hr"], capsys, 2, "--branch", "student")
 
 
 def test_predict_command(trained_student: api.TrainResult, synth_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -57,4 +57,4 @@ def test_eval_branch_all_on_a_student_is_one_line(trained_student: api.TrainResu
     with pytest.raises(SystemExit) as info:
         main(["eval", str(tiny_recipe_file), "-w", str(trained_student.weights), "--branch", "all"])
     err = capsys.readouterr().err
-    assert info.value.code == 1 and len(err.strip().splitlines()) == 1 and "teacher" in err and "Traceback" not in err
+    assert info.value.code == 2 and len(err.strip().splitlines()) == 1 and "teacher" in err and "Traceback" not in err

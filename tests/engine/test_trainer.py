@@ -15,6 +15,7 @@ from PIL import Image
 import toytask
 from msad.engine import RunExistsError, Trainer, TrainingDiverged
 from msad.engine.metrics import read_metrics
+from msad.errors import RecipeError
 from msad.serialization import load_weights
 
 
@@ -194,7 +195,7 @@ def test_fp16_refused_on_cpu(tmp_path):
     solver, run = toytask.settings(tmp_path, iters=2)
     solver = type(solver)(**{**solver.__dict__, "amp": "fp16"})
     trainer = Trainer(toytask.ToyTask(), solver=solver, run=run, make_train_loader=toytask.make_loader(3, 8))
-    with pytest.raises(ValueError, match="fp16.*needs CUDA"):
+    with pytest.raises(RecipeError, match="fp16.*needs CUDA"):
         trainer.fit()
 
 

@@ -24,6 +24,7 @@ from msad.serialization import save_weights
 __all__ = [
     "CheckpointFormatError",
     "convert_slimmable_state_dict",
+    "public_backbone_state",
     "load_slimmable_checkpoint",
     "save_backbone",
     "is_torch_pickle",
@@ -159,6 +160,26 @@ def save_backbone(path: str | os.PathLike, model: nn.Module, *, widths: Sequence
     if depth is not None:
         metadata["depth"] = str(depth)
     return save_weights(path, model.state_dict(), metadata)
+
+
+def public_backbone_state(path: str | os.PathLike, model: nn.Module) -> dict[str, Tensor]:
+    """The public slimmable_networks checkpoint at ``path`` as a state dict of ``model`` (a ``SlimmableResNet``).
+
+    The checkpoint's four widths are narrowed to ``model.widths`` when the model keeps fewer.
+
+    Raises:
+        CheckpointFormatError: the file is unreadable, not in the documented layout, or lacks one of the
+            model's widths (named with ``path``).
+    """
+    try:
+        state = convert_slimmable_state_dict(load_slimmable_checkpoint(path), depth=model.depth)
+        if tuple(model.widths) != DEFAULT_WIDTHS:
+            state = narrow_state(state, source_widths=DEFAULT_WIDTHS, expected=model.state_dict(), widths=model.widths)
+    except CheckpointFormatError:
+        raise
+    except ValueError as err:
+        raise CheckpointFormatError(f"{path}: {err}") from err
+    return state
 
 
 def narrow_state(

@@ -18,13 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from msad.levels import BACKBONE_LEVELS
-from msad.models.backbones.slimmable_checkpoint import (
-    CheckpointFormatError,
-    convert_slimmable_state_dict,
-    is_torch_pickle,
-    load_slimmable_checkpoint,
-    narrow_state,
-)
+from msad.models.backbones.slimmable_checkpoint import CheckpointFormatError, is_torch_pickle, public_backbone_state
 from msad.models.backbones.slimmable_shapes import DEFAULT_WIDTHS, DEPTHS, STAGE_CHANNELS, STEM_CHANNELS, channels_at
 from msad.serialization import load_weights, state_mismatch
 from msad.structures import FeatureInfo
@@ -309,15 +303,7 @@ def _load_weights(model: SlimmableResNet, path: str | Path) -> None:
     if not path.is_file():
         raise CheckpointFormatError(f"backbone weights not found: {path}")
     if is_torch_pickle(path):
-        try:
-            state = convert_slimmable_state_dict(load_slimmable_checkpoint(path), depth=model.depth)
-            if model.widths != DEFAULT_WIDTHS:
-                state = narrow_state(state, source_widths=DEFAULT_WIDTHS, expected=model.state_dict(),
-                                     widths=model.widths)
-        except CheckpointFormatError:
-            raise
-        except ValueError as err:
-            raise CheckpointFormatError(f"{path}: {err}") from err
+        state = public_backbone_state(path, model)
     else:
         state, meta = load_weights(path)
         if meta.get("role", "backbone") != "backbone":

@@ -13,6 +13,7 @@ from msad.models.backbones.slimmable_checkpoint import (
     CheckpointFormatError,
     convert_slimmable_state_dict,
     load_slimmable_checkpoint,
+    public_backbone_state,
     save_backbone,
 )
 from msad.models.backbones.slimmable_resnet import SlimmableResNet, build_slimmable_resnet
@@ -225,6 +226,14 @@ def test_bad_files_give_one_clear_error(tmp_path, reference):
         build_slimmable_resnet(weights=str(truncated))
     with pytest.raises(ValueError, match="not found"):
         build_slimmable_resnet(weights=str(tmp_path / "absent.safetensors"))
+
+
+def test_a_width_the_public_checkpoint_lacks_is_a_checkpoint_error_naming_it(reference):
+    _, _, path = reference
+    with pytest.raises(CheckpointFormatError, match=r"s_resnet50_0\.25_0\.5_0\.75_1\.0\.pt: widths \[0\.3\] are not in"):
+        public_backbone_state(path, SlimmableResNet(widths=(0.3,)))
+    with pytest.raises(CheckpointFormatError, match=r"s_resnet50.*widths \[0\.3\]"):
+        build_slimmable_resnet(width=0.3, weights=str(path))
 
 
 def test_save_backbone_round_trip(tmp_path):
