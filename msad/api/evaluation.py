@@ -14,7 +14,7 @@ from msad.api.run_directory import check_output_file
 from msad.engine import launch
 from msad.engine.metrics import strict_json
 from msad.engine.distributed import resolve_device
-from msad.errors import RecipeError, UsageError
+from msad.engine.inference import check_precision, inference_autocast, inference_model
 from msad.serialization import atomic_write_text
 
 __all__ = ["METRICS", "TEACHER_BRANCHES", "evaluate", "evaluate_branches"]
@@ -31,11 +31,12 @@ class _EvalJob:
     weights: str
     branch: str | None
     batch_size: int
+    precision: str = "fp32"
 
 
 def evaluate(
     recipe: Recipe, weights: str | Path, *, branch: str | None = None, gpus: int = 1, batch_size: int = 4,
-    json_out: str | Path | None = None,
+    json_out: str | Path | None = None, precision: str = "fp32",
 ) -> dict[str, Any]:
     """COCO box AP, AP50, AP75, APs, APm, APl (0–100) of ``weights`` on ``recipe``'s validation data.
 
@@ -44,6 +45,7 @@ def evaluate(
 
     The resolution is ``recipe.data.scale``: an LR baseline trained with ``--set data.scale=0.5`` is evaluated
     at LR only when the same override is given (``data_scale`` and ``trained_data_scale`` in the report tell).
+    ``precision`` ``bf16`` evaluates under bfloat16 autocast with batch norm folded (:mod:`msad.engine.inference`).
 
     Returns:
         ``{"role", "branch", "weights", "metrics": {…}, "data_scale", "trained_data_scale"}``, also written to
@@ -54,14 +56,14 @@ def evaluate(
     ckpt = read_checkpoint(weights)
     check_compatible(ckpt, recipe)
     if branch is not None and ckpt.role != "teacher":
-        raise UsageError(f"--branch applies to teacher weights; {weights} holds a {ckpt.role}")
-    job = _EvalJob(recipe.model_dump(mode="json"), str(weights), branch, batch_size)
+        raise ValueError(f"--branch applies to teacher weights; {weights} holds a {ckpt.role}")
+    job = _EvalJob(recipe.model_dump(mode="json"), str(weights), branch, batch_size, check_precision(precision))
     with user_situations("evaluation"):
         metrics = launch(_eval_worker, num_procs=gpus, args=(job,), device=recipe.run.device) or {}
     used = branch or (recipe.teacher.eval_branch if ckpt.role == "teacher" else None)
     report = {
         "role": ckpt.role, "branch": used, "weights": str(weights), "metrics": metrics,
-        "data_scale": recipe.data.scale, "trained_data_scale": ckpt.recipe.data.scale,
+        "data_scale": recipe.data.scale, "trained_data_scale": ckpt.recipe.data.scale, "precision": precision,
     }
     if json_out is not None:
         atomic_write_text(json_out, strict_json(report, indent=1))  # NaN (an undefined AP) is written as null
@@ -81,7 +83,7 @@ def evaluate_branches(
         check_output_file(json_out, option="--json")
     ckpt = read_checkpoint(weights)
     if ckpt.role != "teacher":
-        raise UsageError(f"--branch all applies to teacher weights; {weights} holds a {ckpt.role}")
+        raise ValueError(f"--branch all applies to teacher weights; {weights} holds a {ckpt.role}")
     reports = {b: evaluate(recipe, weights, branch=b, gpus=gpus, batch_size=batch_size) for b in TEACHER_BRANCHES}
     first = reports[TEACHER_BRANCHES[0]]
     report = {
@@ -97,11 +99,13 @@ def _eval_worker(job: _EvalJob) -> dict[str, float]:
     """One rank's share of the evaluation."""
     recipe = recipe_from_dict(job.recipe)
     ckpt = read_checkpoint(job.weights)
-    model = load_model(ckpt).to(resolve_device(recipe.run.device))
+    device = resolve_device(recipe.run.device)
+    model = inference_model(load_model(ckpt), job.precision).to(device)
     task = build_task(
         recipe, ckpt.role, label_space=ckpt.label_space, model=model, eval_branch=job.branch,
         val_batch_size=job.batch_size,
     )
     if task.evaluator is None:
-        raise RecipeError("data.val_annotations is empty: the recipe has no validation data to evaluate on")
-    return task.evaluate(model)
+        raise ValueError("the recipe has no validation data (data.val_annotations)")
+    with inference_autocast(device, job.precision):
+        return task.evaluate(model)

@@ -102,6 +102,7 @@ def evaluate(
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the metrics to this JSON file.")] = None,
     gpus: GpusOpt = 1,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per rank and step.")] = 4,
+    precision: Annotated[str, typer.Option(help="fp32, or bf16 (autocast, batch norm folded).")] = "fp32",
 ) -> None:
     """COCO box AP, AP50, AP75, APs, APm, APl (0–100) on the recipe's validation set."""
     if branch is not None and branch not in ("fused", "hr", "lr", "all"):
@@ -109,7 +110,8 @@ def evaluate(
     if branch == "all":
         _evaluate_branches(_recipe(recipe, set_), weights, gpus=gpus, batch_size=batch_size, json_out=json_out)
         return
-    report = api.evaluate(_recipe(recipe, set_), weights, branch=branch, gpus=gpus, batch_size=batch_size, json_out=json_out)
+    report = api.evaluate(_recipe(recipe, set_), weights, branch=branch, gpus=gpus, batch_size=batch_size, json_out=json_out,
+                          precision=precision)
     what = report["role"] + (f" ({report['branch']} branch)" if report["branch"] else "")
     if report["data_scale"] != report["trained_data_scale"]:
         _err.print(
