@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from msad.errors import PluginError
+from msad.errors import MissingDependencyError
 from msad.models.backbones.slimmable_checkpoint import CheckpointFormatError, is_torch_pickle
 from msad.serialization import state_mismatch
 from msad.structures import FeatureInfo
@@ -96,13 +96,13 @@ def build_timm_backbone(
             or 32 become ``res2``…``res5``.
 
     Raises:
-        PluginError: timm is not installed (the ``msad[timm]`` extra).
+        MissingDependencyError: timm is not installed (the ``msad[timm]`` extra).
         ValueError: unknown model, no stride-32 features among the chosen ones, or a weight file that does not fit.
     """
     try:
         import timm
     except ImportError as err:
-        raise PluginError("timm backbones need the timm extra: pip install 'msad[timm]'") from err
+        raise MissingDependencyError("timm backbones need the timm extra: pip install 'msad[timm]'") from err
     if not timm.is_model(model_name):
         raise ValueError(f"unknown timm model {model_name!r}")
     kwargs = {} if out_indices is None else {"out_indices": tuple(out_indices)}

@@ -5,14 +5,14 @@ import sys
 import pytest
 import torch
 
-from msad.errors import PluginError
+from msad.errors import MissingDependencyError
 from msad.models.backbones.slimmable_checkpoint import CheckpointFormatError
 from msad.models.backbones.timm_backbone import build_timm_backbone
 
 
 def test_missing_timm_gives_install_hint(monkeypatch):
     monkeypatch.setitem(sys.modules, "timm", None)
-    with pytest.raises(PluginError, match=r"pip install 'msad\[timm\]'"):
+    with pytest.raises(MissingDependencyError, match=r"pip install 'msad\[timm\]'"):
         build_timm_backbone(model_name="resnet18")
 
 
