@@ -25,13 +25,20 @@ TINY_RECIPE = REPO / "recipes" / "tiny.toml"
 SYNTH_SIZE = (128, 160)  # (h, w) of the synthetic images
 
 
-def tiny_overrides_for(root: Path) -> list[str]:
-    """``--set`` overrides that point ``recipes/tiny.toml`` at the dataset in ``root`` and make it tiny."""
+def data_overrides_for(root: Path) -> list[str]:
+    """``--set`` overrides that point a recipe at the COCO-layout dataset in ``root``."""
     return [
         f'data.train_images="{root / "train"}"',
         f'data.train_annotations="{root / "annotations" / "train.json"}"',
         f'data.val_images="{root / "val"}"',
         f'data.val_annotations="{root / "annotations" / "val.json"}"',
+    ]
+
+
+def tiny_overrides_for(root: Path) -> list[str]:
+    """``--set`` overrides that point ``recipes/tiny.toml`` at the dataset in ``root`` and make it tiny."""
+    return [
+        *data_overrides_for(root),
         "data.train_sizes=[128]",
         "data.max_size=160",
         "data.test_size=128",
@@ -139,12 +146,8 @@ def easy_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def easy_recipe(easy_dataset: Path) -> Recipe:
     """``recipes/tiny.toml`` on the easy dataset: 40 iterations of batch 4 at 64 px, KD ramped over 10."""
-    root = easy_dataset
     return load_recipe(TINY_RECIPE, overrides=[
-        f'data.train_images="{root / "train"}"',
-        f'data.train_annotations="{root / "annotations" / "train.json"}"',
-        f'data.val_images="{root / "val"}"',
-        f'data.val_annotations="{root / "annotations" / "val.json"}"',
+        *data_overrides_for(easy_dataset),
         f"data.train_sizes=[{EASY_SIZE}]",
         "data.max_size=96",
         f"data.test_size={EASY_SIZE}",
