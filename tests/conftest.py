@@ -177,3 +177,21 @@ def learned_student(easy_recipe: Recipe, learned_teacher: api.TrainResult, tmp_p
 def learned_baseline(easy_recipe: Recipe, tmp_path_factory: pytest.TempPathFactory) -> api.TrainResult:
     """An HR FCOS baseline trained on the easy dataset (read-only)."""
     return api.train(easy_recipe, output=tmp_path_factory.mktemp("learned") / "baseline")
+
+
+@pytest.fixture
+def interrupt_training_at(monkeypatch: pytest.MonkeyPatch):
+    """``interrupt_training_at(i)``: Ctrl-C arrives as iteration ``i`` starts (``Trainer.run_step`` is patched)."""
+    from msad.engine.trainer import Trainer
+
+    step = Trainer.run_step
+
+    def arm(at: int) -> None:
+        def run_step(self, iteration, batch):
+            if iteration == at:
+                raise KeyboardInterrupt
+            return step(self, iteration, batch)
+
+        monkeypatch.setattr(Trainer, "run_step", run_step)
+
+    return arm

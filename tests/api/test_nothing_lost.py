@@ -199,15 +199,8 @@ def test_a_scale_that_shrinks_every_box_away_is_refused(data: Path, tmp_path: Pa
 
 
 # ---------------------------------------------------------------- the user's situations, in clear words
-def test_ctrl_c_says_where_the_last_checkpoint_is(data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    step = Trainer.run_step
-
-    def interrupted_at_3(self, iteration, batch):
-        if iteration == 3:
-            raise KeyboardInterrupt
-        return step(self, iteration, batch)
-
-    monkeypatch.setattr(Trainer, "run_step", interrupted_at_3)
+def test_ctrl_c_says_where_the_last_checkpoint_is(data: Path, tmp_path: Path, interrupt_training_at) -> None:
+    interrupt_training_at(3)
     out = tmp_path / "run"
     with pytest.raises(Interrupted) as info:
         api.train(recipe_on(data, "solver.iters=5", "run.checkpoint_period=2"), output=out)

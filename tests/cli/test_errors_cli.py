@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from msad.cli.main import main
-from msad.engine.trainer import Trainer
 
 SHORT = ["--set", "solver.iters=4", "--set", "solver.steps=[]", "--set", "run.checkpoint_period=2"]
 
@@ -62,15 +61,8 @@ def test_eval_json_into_a_directory_is_refused_before_evaluating(trained_teacher
     fails(["eval", tiny_recipe_file, "-w", trained_teacher.weights, "--json", tmp_path], capsys, 2, "--json", "is a directory")
 
 
-def test_ctrl_c_exits_130_saying_where_the_checkpoint_is(tiny_recipe_file: Path, tmp_path: Path, capsys, monkeypatch) -> None:
-    step = Trainer.run_step
-
-    def interrupted_at_3(self, iteration, batch):
-        if iteration == 3:
-            raise KeyboardInterrupt
-        return step(self, iteration, batch)
-
-    monkeypatch.setattr(Trainer, "run_step", interrupted_at_3)
+def test_ctrl_c_exits_130_saying_where_the_checkpoint_is(tiny_recipe_file: Path, tmp_path: Path, capsys, interrupt_training_at) -> None:
+    interrupt_training_at(3)
     out = tmp_path / "run"
     fails(["train", tiny_recipe_file, "-o", out, *SHORT], capsys, 130,
           "interrupted", f"{out / 'last.safetensors'} (iteration 2)", "--resume")
