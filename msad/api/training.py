@@ -26,7 +26,7 @@ from msad.data import build_train_loader
 from msad.api._situations import user_situations
 from msad.api.run_directory import check_run_directory, check_trainable
 from msad.engine import Trainer, launch, seed_everything
-from msad.engine.distributed import get_rank, get_world_size
+from msad.comm import get_rank, get_world_size
 from msad.errors import CheckpointError, UsageError
 from msad.tasks.detection import DetectionTask
 from msad.tasks.student import StudentTask

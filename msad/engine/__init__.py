@@ -4,8 +4,7 @@ It knows nothing about detection: it trains any :class:`TrainTask`. Import the p
 and atomic writes are :mod:`msad.serialization`'s.
 """
 
-from msad.engine.distributed import (
-    LaunchError,
+from msad.comm import (
     all_gather_object,
     all_reduce_mean,
     barrier,
@@ -14,9 +13,8 @@ from msad.engine.distributed import (
     get_rank,
     get_world_size,
     is_main_process,
-    launch,
-    resolve_device,
 )
+from msad.engine.distributed import LaunchError, launch, resolve_device
 from msad.engine.ema import ModelEMA
 from msad.engine.schedule import LRSchedule, build_optimizer, lr_at
 from msad.engine.settings import RunSettings, SolverSettings

@@ -1,4 +1,4 @@
-"""Process launching and devices; the collectives live in :mod:`msad.comm` (re-exported here for the engine).
+"""Process launching and devices; the collectives are :mod:`msad.comm`'s (the engine reaches them through here).
 
 ``launch`` gives ``--gpus N`` its meaning: under ``torchrun`` (``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` set) the
 environment decides and ``fn`` runs in this process; otherwise one rank runs inline without a process group and
@@ -38,14 +38,6 @@ __all__ = [
     "launch",
     "resolve_device",
     "sync_batchnorm",
-    "get_rank",
-    "get_local_rank",
-    "get_world_size",
-    "is_main_process",
-    "all_reduce_mean",
-    "all_gather_object",
-    "broadcast_object",
-    "barrier",
 ]
 
 T = TypeVar("T")
