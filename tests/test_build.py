@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import fields
+from typing import get_args
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,14 @@ def test_solver_fields_are_declared_once() -> None:
     assert set(SolverRecipe.model_fields) == engine
     assert set(SolverOverrides.model_fields) == engine
     assert all(f.default is f.default_factory for f in fields(SolverSettings))  # both MISSING: no engine defaults
+
+
+def test_recipe_and_engine_accept_the_same_choices() -> None:
+    from msad.config import recipe
+    from msad.engine import settings
+
+    assert get_args(recipe.AmpMode) == get_args(settings.AmpMode)  # declared twice to keep msad.config free of torch
+    assert get_args(recipe.DeviceChoice) == get_args(settings.DeviceChoice)
 
 
 @pytest.mark.parametrize("role", ROLES)
