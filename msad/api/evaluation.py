@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,10 +13,15 @@ from msad.api.weights import check_compatible, load_model, read_checkpoint
 from msad.config import Recipe, recipe_from_dict
 from msad.api._situations import user_situations
 from msad.api.run_directory import check_output_file
+from msad.build import build_eval_collator, build_val_dataset
+from msad.comm import get_rank
 from msad.engine import launch
+from msad.evaluation.coco_eval import CocoEvaluator
+from msad.tasks.evaluate import evaluate_coco
 from msad.engine.metrics import strict_json
 from msad.engine.distributed import resolve_device
 from msad.engine.inference import check_precision, inference_autocast, inference_model
+from msad.errors import RecipeError, UsageError
 from msad.serialization import atomic_write_text
 
 __all__ = ["METRICS", "TEACHER_BRANCHES", "evaluate", "evaluate_branches"]
@@ -32,11 +39,14 @@ class _EvalJob:
     branch: str | None
     batch_size: int
     precision: str = "fp32"
+    per_class: bool = False
+    results: str | None = None
 
 
 def evaluate(
     recipe: Recipe, weights: str | Path, *, branch: str | None = None, gpus: int = 1, batch_size: int = 4,
-    json_out: str | Path | None = None, precision: str = "fp32",
+    json_out: str | Path | None = None, precision: str = "fp32", per_class: bool = False,
+    results_out: str | Path | None = None,
 ) -> dict[str, Any]:
     """COCO box AP, AP50, AP75, APs, APm, APl (0–100) of ``weights`` on ``recipe``'s validation data.
 
@@ -47,23 +57,37 @@ def evaluate(
     at LR only when the same override is given (``data_scale`` and ``trained_data_scale`` in the report tell).
     ``precision`` ``bf16`` evaluates under bfloat16 autocast with batch norm folded (:mod:`msad.engine.inference`).
 
+    ``per_class`` adds ``"per_class": {class name: AP}`` (AP 0.50:0.95, all areas; ``nan`` for a class without
+    ground truth) to the report. ``results_out`` receives the detections on the validation images as a COCO
+    results file (``image_id``, ``category_id``, ``bbox`` x, y, w, h, ``score``), which ``COCO.loadRes`` reads.
+
     Returns:
         ``{"role", "branch", "weights", "metrics": {…}, "data_scale", "trained_data_scale"}``, also written to
         ``json_out`` when given.
     """
     if json_out is not None:
         check_output_file(json_out, option="--json")
+    if results_out is not None:
+        check_output_file(results_out, option="--results")
     ckpt = read_checkpoint(weights)
     check_compatible(ckpt, recipe)
     if branch is not None and ckpt.role != "teacher":
-        raise ValueError(f"--branch applies to teacher weights; {weights} holds a {ckpt.role}")
-    job = _EvalJob(recipe.model_dump(mode="json"), str(weights), branch, batch_size, check_precision(precision))
+        raise UsageError(f"--branch applies to teacher weights; {weights} holds a {ckpt.role}")
+    job = _EvalJob(
+        recipe.model_dump(mode="json"), str(weights), branch, batch_size, check_precision(precision), per_class,
+        None if results_out is None else str(results_out),
+    )
+    detailed = per_class or results_out is not None
     with user_situations("evaluation"):
-        metrics = launch(_eval_worker, num_procs=gpus, args=(job,), device=recipe.run.device) or {}
+        metrics = launch(_detailed_eval_worker if detailed else _eval_worker, num_procs=gpus, args=(job,),
+                         device=recipe.run.device) or {}
+    extra = {}
+    if detailed:
+        metrics, extra = metrics["metrics"], {"per_class": metrics["per_class"]} if per_class else {}
     used = branch or (recipe.teacher.eval_branch if ckpt.role == "teacher" else None)
     report = {
         "role": ckpt.role, "branch": used, "weights": str(weights), "metrics": metrics,
-        "data_scale": recipe.data.scale, "trained_data_scale": ckpt.recipe.data.scale, "precision": precision,
+        "data_scale": recipe.data.scale, "trained_data_scale": ckpt.recipe.data.scale, "precision": precision, **extra,
     }
     if json_out is not None:
         atomic_write_text(json_out, strict_json(report, indent=1))  # NaN (an undefined AP) is written as null
@@ -83,7 +107,7 @@ def evaluate_branches(
         check_output_file(json_out, option="--json")
     ckpt = read_checkpoint(weights)
     if ckpt.role != "teacher":
-        raise ValueError(f"--branch all applies to teacher weights; {weights} holds a {ckpt.role}")
+        raise UsageError(f"--branch all applies to teacher weights; {weights} holds a {ckpt.role}")
     reports = {b: evaluate(recipe, weights, branch=b, gpus=gpus, batch_size=batch_size) for b in TEACHER_BRANCHES}
     first = reports[TEACHER_BRANCHES[0]]
     report = {
@@ -106,6 +130,33 @@ def _eval_worker(job: _EvalJob) -> dict[str, float]:
         val_batch_size=job.batch_size,
     )
     if task.evaluator is None:
-        raise ValueError("the recipe has no validation data (data.val_annotations)")
+        raise RecipeError("data.val_annotations is empty: the recipe has no validation data to evaluate on")
     with inference_autocast(device, job.precision):
         return task.evaluate(model)
+
+
+def _detailed_eval_worker(job: _EvalJob) -> dict[str, Any]:
+    """One rank's share of an evaluation that also reports per-class AP and writes the COCO results (rank 0)."""
+    recipe = recipe_from_dict(job.recipe)
+    ckpt = read_checkpoint(job.weights)
+    device = resolve_device(recipe.run.device)
+    model = inference_model(load_model(ckpt), job.precision).to(device)
+    task = build_task(recipe, ckpt.role, label_space=ckpt.label_space, model=model, eval_branch=job.branch,
+                      val_batch_size=job.batch_size)
+    if task.evaluator is None:
+        raise RecipeError("data.val_annotations is empty: the recipe has no validation data to evaluate on")
+    dataset = build_val_dataset(recipe, label_space=ckpt.label_space)
+    evaluator = CocoEvaluator(dataset.coco, dataset.category_ids)
+    with inference_autocast(device, job.precision):
+        metrics = evaluate_coco(
+            lambda images, sizes: task.predict(model, images, sizes), dataset, collate=build_eval_collator(recipe, ckpt.role),
+            batch_size=job.batch_size, num_workers=recipe.data.num_workers, evaluator=evaluator,
+        )
+    per_class: dict[str, float] = {}
+    if get_rank() == 0:
+        names = {cat["id"]: cat["name"] for cat in dataset.coco.loadCats(dataset.category_ids)}
+        ap = evaluator.per_category_ap()
+        per_class = {names[c]: ap.get(c, 0.0 if not ap else math.nan) for c in dataset.category_ids}
+        if job.results is not None:
+            atomic_write_text(job.results, json.dumps(evaluator.results()))
+    return {"metrics": metrics, "per_class": per_class}

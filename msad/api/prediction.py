@@ -1,34 +1,52 @@
-"""Predictions on image files: COCO-style JSON and PNGs with the detections drawn.
+"""Predictions on image files: a COCO results file and PNGs with the detections drawn.
 
-Baseline and teacher weights see each image resized as in evaluation (``data.test_size``, ``data.max_size``,
-``data.scale`` of the checkpoint's recipe) and report boxes in the original image's frame. A student takes
-each image as given, as its low-resolution input, and reports boxes in that image's frame.
+Images are streamed through a data loader in batches (each image padded on its own, as in evaluation, so the
+detections never depend on batch mates). ``input_scale`` says what an image file is:
+
+- ``hr`` (baseline and teacher weights, always): resized as in evaluation (``data.test_size``, ``data.max_size``,
+  ``data.scale`` of the checkpoint's recipe); a student then sees the nearest ×1/k copy, as in evaluation.
+- ``lr`` (a student's default): the image is the student's low-resolution input, used as given.
+
+Boxes are reported in each image file's frame. ``predictions.json`` is a COCO results list (``image_id``,
+``category_id``, ``bbox`` as x, y, w, h, ``score``, plus ``file_name`` and ``category_name``); with
+``annotations`` the ids are the dataset's, so ``COCO.loadRes`` accepts it.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
+import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import torch
 from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset
 
+from msad.api.prediction_files import (
+    IMAGE_SUFFIXES, PREDICTIONS, STAGING_PREFIX, check_output_dir, coco_ids, drawing_names, find_images, relative_names,
+)
 from msad.api.weights import Checkpoint, load_model, read_checkpoint
 from msad.build import build_eval_collator, build_postprocess
 from msad.data import read_image, resized_shape
 from msad.data.transforms import resize_image
 from msad.engine.distributed import resolve_device
+from msad.engine.inference import inference_autocast, inference_model
+from msad.errors import MsadError, UsageError
+from msad.models.detector import downscale_nearest
 from msad.models.student import to_input_frame
 from msad.levels import LevelPairing
-from msad.serialization import atomic_write, atomic_write_text
+from msad.serialization import atomic_write_text
 from msad.structures import Detections, Target
-from msad.tasks.evaluate import to_original_frame
+from msad.tasks.evaluate import to_original_frame, unpadded_groups
 from msad.visualize import draw_detections
 
-__all__ = ["IMAGE_SUFFIXES", "PredictResult", "find_images", "Predictor", "predict"]
+__all__ = ["IMAGE_SUFFIXES", "INPUT_SCALES", "PredictResult", "find_images", "Predictor", "predict"]
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+#: What an image file is to :class:`Predictor`: an HR image (resized as in evaluation) or a student's LR input.
+INPUT_SCALES = ("hr", "lr")
 
 
 @dataclass
@@ -36,108 +54,229 @@ class PredictResult:
     """What :func:`predict` wrote.
 
     Attributes:
-        predictions: the JSON file (a list of COCO-style results with ``file_name`` and ``category_name``).
-        images: one drawn PNG per input image.
+        predictions: the COCO results file (with ``file_name`` and ``category_name`` besides the COCO keys).
+        images: the drawn PNG of each input image (empty with ``draw=False``).
         count: number of detections written.
+        num_images: number of images predicted on.
     """
 
     predictions: Path
     images: list[Path]
     count: int
-
-
-def find_images(inputs: list[str | Path]) -> list[Path]:
-    """Image files named directly or found (sorted, non-recursively) in the directories given.
-
-    Raises:
-        FileNotFoundError: an input does not exist, or nothing to predict on was found.
-    """
-    found: list[Path] = []
-    for item in map(Path, inputs):
-        if item.is_dir():
-            found += sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-        elif item.is_file():
-            found.append(item)
-        else:
-            raise FileNotFoundError(f"no such image or directory: {item}")
-    if not found:
-        raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {', '.join(map(str, inputs))}")
-    return found
+    num_images: int = 0
 
 
 class Predictor:
-    """Detections for one uint8 RGB image in its own frame, from any msad weights file.
+    """Detections of uint8 RGB images in their own frames, from any msad weights file.
 
     Args:
         checkpoint: a checked weights file (baseline, teacher or student).
         score_threshold: drop detections scoring below this.
         device: ``auto``, ``cpu`` or ``cuda``.
+        precision: ``fp32``, or ``bf16`` (autocast, batch norm folded into the convolutions).
+        input_scale: ``hr`` or ``lr`` (see the module docstring); default ``lr`` for a student, else ``hr``.
+
+    Raises:
+        UsageError: ``input_scale`` is unknown, or ``lr`` for weights other than a student's.
     """
 
-    def __init__(self, checkpoint: Checkpoint, *, score_threshold: float = 0.3, device: str = "auto") -> None:
+    def __init__(
+        self, checkpoint: Checkpoint, *, score_threshold: float = 0.3, device: str = "auto", precision: str = "fp32",
+        input_scale: str | None = None,
+    ) -> None:
+        role = checkpoint.role
+        input_scale = input_scale or ("lr" if role == "student" else "hr")
+        if input_scale not in INPUT_SCALES:
+            raise UsageError(f"--input-scale must be hr or lr, got {input_scale!r}")
+        if input_scale == "lr" and role != "student":
+            raise UsageError(f"--input-scale lr applies to student weights; {checkpoint.path} holds a {role} (it takes HR images)")
         self.checkpoint = checkpoint
         self.recipe = checkpoint.recipe
+        self.input_scale = input_scale
         self.device = resolve_device(device)
-        self.model: nn.Module = load_model(checkpoint).to(self.device)
+        self.precision = precision
+        self.model: nn.Module = inference_model(load_model(checkpoint), precision).to(self.device)
         self.postprocess = build_postprocess(self.recipe)
         self.score_threshold = score_threshold
         self.pairing = LevelPairing(k=self.recipe.teacher.k)
-        # a student sees the image as given (its LR input): padded like a single-resolution model's batch
-        self.collate = build_eval_collator(self.recipe, "baseline" if checkpoint.role == "student" else checkpoint.role)
+        # an LR input is padded like a single-resolution model's batch; an HR image like the role's evaluation batch
+        self.collate = build_eval_collator(self.recipe, "baseline" if input_scale == "lr" else role)
 
-    @torch.no_grad()
+    @property
+    def label_space(self) -> list[tuple[int, str]]:
+        """``[(coco_id, name), …]`` in label order."""
+        return self.checkpoint.label_space
+
     def __call__(self, image: Tensor) -> Detections:
         """Detections of ``image`` (uint8 ``[3, H, W]``), boxes in its frame."""
-        height, width = image.shape[-2:]
-        role, data = self.checkpoint.role, self.recipe.data
-        size = (height, width)
-        if role != "student":
-            size = resized_shape(height, width, data.test_size, data.max_size, data.scale)
-            image = resize_image(image, *size) if size != (height, width) else image
-        batch = self.collate([(image, Target(torch.zeros(0, 4), torch.zeros(0, dtype=torch.int64)), {})]).to(self.device)
-        if role == "teacher":
-            branch = self.recipe.teacher.eval_branch
-            outputs = self.model(batch.images, branches=(branch,)).branch(branch)
-        else:
-            outputs = self.model(batch.images)
-        if role == "student":  # the student's boxes come out in the frame k× its input
-            k = self.pairing.k
-            det = to_input_frame(self.postprocess(outputs, self.model.strides, [(height * k, width * k)]), self.pairing)[0]
-        else:
-            det = to_original_frame(self.postprocess(outputs, self.model.strides, batch.image_sizes)[0], size, (height, width))
-        keep = det.scores >= self.score_threshold
-        return Detections(det.boxes[keep].cpu(), det.scores[keep].cpu(), det.labels[keep].cpu())
+        return self.batch([image])[0]
+
+    @torch.no_grad()
+    def batch(self, images: list[Tensor]) -> list[Detections]:
+        """Detections of each image (uint8 ``[3, H, W]``), boxes in its frame; each image is padded on its own."""
+        data = self.recipe.data
+        originals = [tuple(image.shape[-2:]) for image in images]
+        if self.input_scale == "hr":
+            sizes = [resized_shape(h, w, data.test_size, data.max_size, data.scale) for h, w in originals]
+            images = [resize_image(im, *size) if size != orig else im for im, size, orig in zip(images, sizes, originals, strict=True)]
+        empty = Target(torch.zeros(0, 4), torch.zeros(0, dtype=torch.int64))
+        batch = self.collate([(image, empty, {}) for image in images])
+        found: list[Detections | None] = [None] * len(images)
+        for indices, group in unpadded_groups(batch.images, batch.image_sizes, self.collate.size_divisibility):
+            sizes = [batch.image_sizes[i] for i in indices]
+            for i, det in zip(indices, self._detect(group.to(self.device), sizes), strict=True):
+                found[i] = det
+        out = []
+        for det, size, original in zip(found, batch.image_sizes, originals, strict=True):
+            det = to_original_frame(det, size, original)
+            keep = det.scores >= self.score_threshold
+            out.append(Detections(det.boxes[keep].cpu(), det.scores[keep].cpu(), det.labels[keep].cpu()))
+        return out
+
+    def _detect(self, images: Tensor, sizes: list[tuple[int, int]]) -> list[Detections]:
+        """Detections of a padded batch, boxes in the frame of ``images``."""
+        role, k = self.checkpoint.role, self.pairing.k
+        if role == "student" and self.input_scale == "hr":
+            images = downscale_nearest(images, k)  # the student's LR input, as in evaluation
+        with inference_autocast(self.device, self.precision):
+            if role == "teacher":
+                branch = self.recipe.teacher.eval_branch
+                outputs = self.model(images, branches=(branch,)).branch(branch)
+            else:
+                outputs = self.model(images)
+        if role == "student" and self.input_scale == "lr":  # boxes come out in the frame k× its input
+            return to_input_frame(self.postprocess(outputs, self.model.strides, [(h * k, w * k) for h, w in sizes]), self.pairing)
+        return self.postprocess(outputs, self.model.strides, sizes)
+
+
+class _ImageFiles(Dataset):
+    """Decoded image files; a file that cannot be read gives its error (picklable) instead of an image."""
+
+    def __init__(self, files: list[Path]) -> None:
+        self.files = files
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, index: int) -> tuple[int, Tensor | None, Exception | None]:
+        try:
+            return index, read_image(self.files[index]), None
+        except (MsadError, OSError) as err:  # raised by the main process, not wrapped by a worker's traceback
+            return index, None, err
 
 
 def predict(
     weights: str | Path, inputs: list[str | Path], output: str | Path, *, score_threshold: float = 0.3,
-    device: str = "auto", draw: bool = True,
+    device: str = "auto", draw: bool = True, precision: str = "fp32", runtime: str = "auto",
+    annotations: str | Path | None = None, input_scale: str | None = None, batch_size: int = 1,
+    num_workers: int = 0, force: bool = False, progress: Callable[[int, int], None] | None = None,
 ) -> PredictResult:
-    """Run a weights file on images and write ``predictions.json`` and drawn PNGs into ``output``.
+    """Run weights on images; write ``predictions.json`` (COCO results) and drawn PNGs into ``output``.
 
-    An unreadable image stops the run with a clear error before anything is written.
+    ``runtime``: ``torch`` (msad weights), ``onnx`` or ``torch.export`` (a file from ``msad export``), or ``auto``
+    (by the file's suffix). Drawings mirror each image's path relative to the folder that holds all inputs.
+
+    Args:
+        annotations: a COCO annotation file whose image ids (matched by ``file_name``) and category ids
+            (matched by name) the results use; without it ``image_id`` is the image's position in the inputs.
+        input_scale: ``hr`` or ``lr``, see the module docstring.
+        batch_size: images per forward pass (each still padded on its own).
+        num_workers: processes decoding images.
+        force: write into a directory that holds other files (inputs are never overwritten).
+        progress: called with ``(images done, total)`` after each batch.
+
+    Nothing is left in ``output`` when the run fails (an unreadable image included): drawings are staged
+    and moved into place, with ``predictions.json``, only at the end.
+
+    Raises:
+        UsageError: the output would overwrite an input, or options conflict.
+        RunStateError: ``output`` holds files this command would not write (without ``force``).
+        DataError: an image cannot be read, or an image/class is not in ``annotations``.
     """
     files = find_images(inputs)
-    predictor = Predictor(read_checkpoint(weights), score_threshold=score_threshold, device=device)
-    images = [(path, read_image(path)) for path in files]  # fail on a bad image before writing anything
+    relative = relative_names(files)
+    drawings = drawing_names(relative) if draw else []
     out = Path(output)
-    out.mkdir(parents=True, exist_ok=True)
-    ids, names = zip(*predictor.checkpoint.label_space, strict=True)
-    results, drawn, stems = [], [], set()
-    for index, (path, image) in enumerate(images):
-        det = predictor(image)
-        for box, score, label in zip(det.boxes.tolist(), det.scores.tolist(), det.labels.tolist(), strict=True):
-            x1, y1, x2, y2 = box
-            results.append({
-                "image_id": index, "file_name": str(path), "category_id": ids[label], "category_name": names[label],
-                "bbox": [round(v, 2) for v in (x1, y1, x2 - x1, y2 - y1)], "score": round(score, 5),
-            })
-        if draw:
-            stem = path.stem if path.stem not in stems else f"{path.stem}_{index}"
-            stems.add(stem)
-            target = out / f"{stem}.png"
-            picture = draw_detections(image, det, names)
-            atomic_write(target, lambda tmp, pic=picture: pic.save(tmp, format="PNG"))
+    check_output_dir(out, files, [PurePosixPath(PREDICTIONS), *drawings], force=force)
+    predictor = _predictor(
+        weights, runtime, score_threshold=score_threshold, device=device, precision=precision, input_scale=input_scale
+    )
+    label_ids, names = (list(x) for x in zip(*predictor.label_space, strict=True))
+    image_ids = list(range(len(files)))
+    if annotations is not None:
+        image_ids, label_ids = coco_ids(annotations, relative, names)
+    created = not out.exists()
+    staging = out / f"{STAGING_PREFIX}{uuid.uuid4().hex[:8]}"
+    try:
+        staging.mkdir(parents=True)
+        results = _run(predictor, files, drawings, staging, image_ids, label_ids, names,
+                       batch_size=batch_size, num_workers=num_workers, progress=progress)
+        drawn = []
+        for name in drawings:
+            target = out / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            (staging / name).replace(target)
             drawn.append(target)
-    predictions = atomic_write_text(out / "predictions.json", json.dumps(results, indent=1))
-    return PredictResult(predictions, drawn, len(results))
+        predictions = atomic_write_text(out / PREDICTIONS, json.dumps(results, indent=1))
+    except BaseException:
+        if created:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return PredictResult(predictions, drawn, len(results), len(files))
+
+
+def _run(predictor, files, drawings, staging, image_ids, label_ids, names, *, batch_size, num_workers, progress) -> list[dict]:
+    """Detect on every file, batch by batch; draw into ``staging``; return the COCO results."""
+    loader = DataLoader(_ImageFiles(files), batch_size=batch_size, num_workers=num_workers, collate_fn=list)
+    detect = getattr(predictor, "batch", None) or (lambda images: [predictor(image) for image in images])
+    results: list[dict] = []
+    done = 0
+    for items in loader:
+        for index, image, error in items:
+            if error is not None:
+                raise error
+        detections = detect([image for _, image, _ in items])
+        for (index, image, _), det in zip(items, detections, strict=True):
+            for box, score, label in zip(det.boxes.tolist(), det.scores.tolist(), det.labels.tolist(), strict=True):
+                x1, y1, x2, y2 = box
+                results.append({
+                    "image_id": image_ids[index], "category_id": label_ids[label],
+                    "bbox": [round(v, 2) for v in (x1, y1, x2 - x1, y2 - y1)], "score": round(score, 5),
+                    "file_name": str(files[index]), "category_name": names[label],
+                })
+            if drawings:
+                target = staging / drawings[index]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                draw_detections(image, det, names).save(target, format="PNG")
+        done += len(items)
+        if progress is not None:
+            progress(done, len(files))
+    return results
+
+#: ``--runtime`` choices of :func:`predict`.
+RUNTIME_CHOICES = ("auto", "torch", "onnx", "torch.export")
+
+
+def _predictor(weights: str | Path, runtime: str, *, score_threshold: float, device: str, precision: str, input_scale: str | None = None):
+    """A :class:`Predictor` for msad weights, or an :class:`~msad.export.ExportedDetector` for an exported file."""
+    if runtime not in RUNTIME_CHOICES:
+        raise UsageError(f"--runtime must be one of {', '.join(RUNTIME_CHOICES)}, got {runtime!r}")
+    suffix = Path(weights).suffix
+    exported = {".onnx": "onnx", ".pt2": "torch.export"}.get(suffix)
+    if runtime == "auto":
+        runtime = exported or "torch"
+    if runtime == "torch":
+        return Predictor(
+            read_checkpoint(weights), score_threshold=score_threshold, device=device, precision=precision, input_scale=input_scale
+        )
+    if input_scale is not None:
+        raise UsageError("--input-scale applies to msad weights; an exported file runs as it was exported")
+    if exported != runtime:
+        raise UsageError(f"--runtime {runtime} runs a {'.onnx' if runtime == 'onnx' else '.pt2'} file from `msad export`, got {weights}")
+    if precision != "fp32":
+        raise UsageError(f"--precision {precision} applies to msad weights; an exported file runs as it was exported (fp32)")
+    from msad.export import ExportedDetector
+
+    return ExportedDetector(weights, score_threshold=score_threshold, device=device)

@@ -103,15 +103,19 @@ def evaluate(
     gpus: GpusOpt = 1,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per rank and step.")] = 4,
     precision: Annotated[str, typer.Option(help="fp32, or bf16 (autocast, batch norm folded).")] = "fp32",
+    per_class: Annotated[bool, typer.Option("--per-class", help="Also show the AP of each class.")] = False,
+    results: Annotated[Optional[Path], typer.Option("--results", help="Write the detections on the validation images as a COCO results file (COCO.loadRes reads it).")] = None,
 ) -> None:
     """COCO box AP, AP50, AP75, APs, APm, APl (0–100) on the recipe's validation set."""
+    if branch == "all" and (per_class or results is not None):
+        raise typer.BadParameter("--per-class and --results take one branch: fused, hr or lr")
     if branch is not None and branch not in ("fused", "hr", "lr", "all"):
         raise typer.BadParameter(f"--branch must be fused, hr, lr or all, got {branch!r}")
     if branch == "all":
         _evaluate_branches(_recipe(recipe, set_), weights, gpus=gpus, batch_size=batch_size, json_out=json_out)
         return
     report = api.evaluate(_recipe(recipe, set_), weights, branch=branch, gpus=gpus, batch_size=batch_size, json_out=json_out,
-                          precision=precision)
+                          precision=precision, per_class=per_class, results_out=results)
     what = report["role"] + (f" ({report['branch']} branch)" if report["branch"] else "")
     if report["data_scale"] != report["trained_data_scale"]:
         _err.print(
@@ -119,8 +123,13 @@ def evaluate(
             f"data.scale={report['trained_data_scale']:g} (pass --set data.scale={report['trained_data_scale']:g} to match)"
         )
     _out.print(metrics_table(f"{weights} — {what}", report["metrics"]))
+    if per_class:
+        rows = {name: {"AP": ap} for name, ap in report["per_class"].items()}
+        _out.print(rows_table(f"AP per class (IoU 0.50:0.95) — {what}", rows, row_label="class"))
     if json_out is not None:
         _out.print(f"metrics written to {json_out}")
+    if results is not None:
+        _out.print(f"detections written to {results} (COCO results format)")
 
 
 def _evaluate_branches(recipe: Recipe, weights: Path, *, gpus: int, batch_size: int, json_out: Path | None) -> None:
@@ -134,15 +143,31 @@ def _evaluate_branches(recipe: Recipe, weights: Path, *, gpus: int, batch_size: 
 
 def predict(
     inputs: Annotated[list[Path], typer.Argument(help="Image files or directories.", show_default=False)],
-    weights: Annotated[Path, typer.Option("--weights", "-w", help="Weights (.safetensors): baseline, teacher or student.", show_default=False)],
+    weights: Annotated[Path, typer.Option("--weights", "-w", help="Weights (.safetensors): baseline, teacher or student; or a .onnx / .pt2 file from msad export.", show_default=False)],
     output: Annotated[Path, typer.Option("--output", "-o", help="Where predictions.json and the drawn PNGs go.", show_default=False)],
     score_threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="Keep detections scoring at least this.")] = 0.3,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
     no_draw: Annotated[bool, typer.Option("--no-draw", help="Write only predictions.json.")] = False,
+    precision: Annotated[str, typer.Option(help="fp32, or bf16 (autocast, batch norm folded).")] = "fp32",
+    runtime: Annotated[str, typer.Option(help="auto (by the file's suffix), torch, onnx or torch.export.")] = "auto",
+    annotations: Annotated[Optional[Path], typer.Option(help="COCO annotations whose image ids (by file_name) and category ids the results use, so COCO.loadRes accepts them.")] = None,
+    input_scale: Annotated[Optional[str], typer.Option("--input-scale", help="What the images are: hr (resized as in eval; a student sees the ×1/k copy) or lr (a student's LR input, as given) [default: lr for a student, else hr].")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass (each padded on its own).")] = 4,
+    workers: Annotated[int, typer.Option(min=0, help="Processes decoding images.")] = 2,
+    force: Annotated[bool, typer.Option("--force", help="Write into a directory holding other files (inputs are never overwritten).")] = False,
 ) -> None:
-    """Detect objects in images; a student takes each image as its low-resolution input."""
-    result = api.predict(weights, inputs, output, score_threshold=score_threshold, device=device, draw=not no_draw)
-    _out.print(f"{result.count} detections in {len(result.images) or len(inputs)} images → {result.predictions}")
+    """Detect objects in images: predictions.json (COCO results) and a drawing per image, mirroring input paths."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("predict"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=_err, transient=True) as bar:
+        task = bar.add_task("predict", total=None)
+        result = api.predict(
+            weights, inputs, output, score_threshold=score_threshold, device=device, draw=not no_draw,
+            precision=precision, runtime=runtime, annotations=annotations, input_scale=input_scale,
+            batch_size=batch_size, num_workers=workers, force=force,
+            progress=lambda done, total: bar.update(task, completed=done, total=total),
+        )
+    _out.print(f"{result.count} detections in {result.num_images} images → {result.predictions}")
 
 
 def register(app: typer.Typer) -> None:

@@ -125,19 +125,23 @@ class CocoEvaluator:
         assert metrics is not None
         return metrics
 
+    def results(self) -> list[dict]:
+        """The received detections as a COCO results list (``image_id``, ``category_id``, ``bbox`` x, y, w, h in
+        the original image's frame, ``score``), by image id: what ``COCO.loadRes`` reads (and detectron2 and
+        MMDetection write). After :meth:`gather`, every rank's.
+        """
+        return [
+            {"image_id": image_id, "category_id": int(row[5]), "bbox": [float(v) for v in row[:4]], "score": float(row[4])}
+            for image_id in sorted(self._results)
+            for row in self._results[image_id]
+        ]
+
     def _compute(self) -> dict[str, float]:
         """Run COCOeval on this process's results."""
         self.coco_eval, self.summary_text = None, ""
-        rows = [r for r in self._results.values() if len(r)]
-        if not rows:
+        results = self.results()
+        if not results:
             return {name: 0.0 for name in METRIC_NAMES}
-        table = np.concatenate(rows)
-        image_column = np.concatenate([np.full(len(r), image_id) for image_id, r in self._results.items() if len(r)])
-        results = [
-            {"image_id": int(i), "bbox": [float(v) for v in row[:4]], "score": float(row[4]),
-             "category_id": int(row[5])}
-            for i, row in zip(image_column, table, strict=True)
-        ]
         printed = io.StringIO()
         with contextlib.redirect_stdout(printed):
             detections = self.coco.loadRes(results)

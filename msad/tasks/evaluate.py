@@ -40,7 +40,9 @@ def unpadded_groups(
     return [(indices, images[indices, :, : hw[0], : hw[1]]) for hw, indices in groups.items()]
 
 
-def evaluate_coco(predict: Predictor, dataset, *, collate, batch_size: int, num_workers: int) -> dict[str, float]:
+def evaluate_coco(
+    predict: Predictor, dataset, *, collate, batch_size: int, num_workers: int, evaluator: CocoEvaluator | None = None
+) -> dict[str, float]:
     """COCO box metrics (0–100) of ``predict`` on ``dataset``; every rank must call this.
 
     Args:
@@ -50,6 +52,8 @@ def evaluate_coco(predict: Predictor, dataset, *, collate, batch_size: int, num_
             :func:`unpadded_groups`).
         batch_size: images per rank and step.
         num_workers: data loader workers.
+        evaluator: the (empty) evaluator to fill, for the caller to read detections or per-class AP from after;
+            a new one by default.
     """
     loader = build_test_loader(
         dataset,
@@ -59,7 +63,7 @@ def evaluate_coco(predict: Predictor, dataset, *, collate, batch_size: int, num_
         num_workers=num_workers,
         collate=collate,
     )
-    evaluator = CocoEvaluator(dataset.coco, dataset.category_ids)
+    evaluator = evaluator if evaluator is not None else CocoEvaluator(dataset.coco, dataset.category_ids)
     for batch in loader:
         detections: list[Detections | None] = [None] * len(batch.image_sizes)
         for indices, images in unpadded_groups(batch.images, batch.image_sizes, collate.size_divisibility):

@@ -7,7 +7,9 @@ traceback, and that nothing already on disk changed.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import io
 import json
 import math
 import os
@@ -359,6 +361,96 @@ def test_predict_on_a_corrupt_image(trained_student: api.TrainResult, synth_data
     fails(["predict", images, "-w", trained_student.weights, "-o", out], capsys, 1, "broken.jpg")
     assert not (out / "predictions.json").exists()
     assert not out.exists() or not list(out.glob("*.png"))
+
+
+def _coco(annotations: Path):
+    from pycocotools.coco import COCO
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        return COCO(str(annotations))
+
+
+def _load_results(gt, results: Path):
+    with contextlib.redirect_stdout(io.StringIO()):
+        return gt.loadRes(str(results))
+
+
+def test_eval_results_and_per_class_are_coco(
+    trained_student: api.TrainResult, tiny_recipe_file: Path, synth_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from pycocotools.cocoeval import COCOeval
+
+    results, report = tmp_path / "results.json", tmp_path / "metrics.json"
+    argv = ["eval", tiny_recipe_file, "-w", trained_student.weights, "--per-class", "--results", results, "--json", report]
+    code, out, err = run(argv, capsys)
+    assert code == 0, err
+    gt = _coco(synth_dataset / "annotations" / "val.json")
+    names = [c["name"] for c in gt.loadCats(gt.getCatIds())]
+    assert "AP per class" in out and all(name in out for name in names)
+    assert sorted(json.loads(report.read_text())["per_class"]) == sorted(names)
+    detections = _load_results(gt, results)  # COCO.loadRes accepts the file
+    assert len(detections.getAnnIds()) > 0 and set(detections.getImgIds()) <= set(gt.getImgIds())
+    # the file holds exactly the detections that were scored: pycocotools on it gives the reported AP
+    with contextlib.redirect_stdout(io.StringIO()):
+        check = COCOeval(gt, detections, iouType="bbox")
+        check.evaluate(), check.accumulate(), check.summarize()
+    assert check.stats[0] * 100 == pytest.approx(json.loads(report.read_text())["metrics"]["AP"], abs=1e-6)
+
+
+def test_predict_with_annotations_is_a_coco_results_file_and_hr_input_matches_eval(
+    trained_student: api.TrainResult, tiny_recipe_file: Path, synth_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With --annotations, COCO.loadRes accepts predictions.json; with --input-scale hr a student sees the images
+    as eval shows them (its ×1/k copy), so it finds eval's detections."""
+    annotations = synth_dataset / "annotations" / "val.json"
+    out = tmp_path / "pred"
+    argv = ["predict", synth_dataset / "val", "-w", trained_student.weights, "-o", out, "--annotations", annotations,
+            "--input-scale", "hr", "--score-threshold", "0", "--device", "cpu", "--batch-size", "3", "--no-draw"]
+    code, _, err = run(argv, capsys)
+    assert code == 0, err
+    gt = _coco(annotations)
+    predicted = _load_results(gt, out / "predictions.json")
+    ids_by_name = {img["file_name"]: img["id"] for img in gt.dataset["images"]}
+    for pred in json.loads((out / "predictions.json").read_text()):
+        assert pred["image_id"] == ids_by_name[Path(pred["file_name"]).name]
+    results = tmp_path / "eval.json"
+    code, _, err = run(["eval", tiny_recipe_file, "-w", trained_student.weights, "--results", results], capsys)
+    assert code == 0, err
+    evaluated = _load_results(gt, results)
+    for image_id in gt.getImgIds():
+        mine = sorted((a["category_id"], a["score"]) for a in predicted.loadAnns(predicted.getAnnIds(imgIds=image_id)))
+        theirs = sorted((a["category_id"], a["score"]) for a in evaluated.loadAnns(evaluated.getAnnIds(imgIds=image_id)))
+        assert len(mine) == len(theirs) and all(m[0] == t[0] and m[1] == pytest.approx(t[1], abs=1e-5) for m, t in zip(mine, theirs))
+    fewer = _rewrite_json(annotations, tmp_path / "fewer.json", lambda d: d.update(images=d["images"][1:]))
+    fails(["predict", synth_dataset / "val", "-w", trained_student.weights, "-o", tmp_path / "x", "--annotations", fewer],
+          capsys, 1, "fewer.json", "1 of 8 images are not in")
+    assert not (tmp_path / "x").exists()
+
+
+def test_predict_never_writes_over_inputs_or_foreign_files(
+    trained_student: api.TrainResult, synth_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    src = sorted((synth_dataset / "val").iterdir())
+    images = tmp_path / "images"
+    for name, source in (("d1/a.png", src[0]), ("d1/a_2.png", src[1]), ("d2/a.png", src[2])):
+        (images / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source, images / name)
+    before = tree_digest(images)
+    base = ["-w", trained_student.weights, "--device", "cpu", "--batch-size", "2"]
+    out = tmp_path / "out"
+    code, _, err = run(["predict", images / "d1" / "a.png", images / "d1", images / "d2", *base, "-o", out], capsys)
+    assert code == 0, err
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*.png")) == ["d1/a.png", "d1/a_2.png", "d2/a.png"]
+    code, _, err = run(["predict", images / "d1", images / "d2", *base, "-o", out], capsys)  # its own files only
+    assert code == 0, err
+    for force in ([], ["--force"]):  # drawing d1/a.png into images/ would replace an input
+        fails(["predict", images / "d1", images / "d2", *base, "-o", images, *force], capsys, 2, "overwrite", "a.png")
+    assert tree_digest(images) == before
+    (out / "notes.txt").write_text("mine")
+    fails(["predict", images / "d1", images / "d2", *base, "-o", out], capsys, 1, "notes.txt", "--force")
+    code, _, err = run(["predict", images / "d1", images / "d2", *base, "-o", out, "--force"], capsys)
+    assert code == 0, err
+    assert (out / "notes.txt").read_text() == "mine" and not list(out.glob(".msad-predict-*"))
 
 
 def test_flops_command(tiny_recipe_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

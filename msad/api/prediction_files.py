@@ -1,0 +1,154 @@
+"""What ``msad predict`` reads and writes: image files found, drawing names, output checks, COCO ids.
+
+Drawings mirror each image's path relative to the deepest folder holding all the inputs (``d1/a.png``,
+``d1/a_2.png`` and ``d2/a.png`` give three drawings), so names are unique and do not depend on the order of
+the inputs. Nothing is ever written over an input image, and an output directory holding files that
+``msad predict`` would not write is refused unless forced.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path, PurePosixPath
+
+from msad.errors import DataError, RunStateError, UsageError
+
+__all__ = [
+    "IMAGE_SUFFIXES", "PREDICTIONS", "find_images", "relative_names", "drawing_names", "check_output_dir",
+    "coco_ids",
+]
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+#: The results file ``msad predict`` writes in its output directory.
+PREDICTIONS = "predictions.json"
+#: Prefix of the folder a run stages its drawings in (removed when it ends).
+STAGING_PREFIX = ".msad-predict-"
+
+
+def find_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
+    """Image files named directly or found (sorted, non-recursively) in the directories given; each once.
+
+    Raises:
+        FileNotFoundError: an input does not exist, or nothing to predict on was found.
+    """
+    found: list[Path] = []
+    seen: set[str] = set()
+    for item in map(Path, inputs):
+        if item.is_dir():
+            candidates = sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        elif item.is_file():
+            candidates = [item]
+        else:
+            raise FileNotFoundError(f"no such image or directory: {item}")
+        for path in candidates:
+            key = os.path.realpath(path)
+            if key not in seen:
+                seen.add(key)
+                found.append(path)
+    if not found:
+        raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {', '.join(map(str, inputs))}")
+    return found
+
+
+def relative_names(files: Sequence[Path]) -> list[PurePosixPath]:
+    """Each file's path relative to the deepest folder that holds them all."""
+    parents = [os.path.dirname(os.path.abspath(p)) for p in files]
+    root = os.path.commonpath(parents)
+    return [PurePosixPath(Path(os.path.relpath(os.path.abspath(p), root)).as_posix()) for p in files]
+
+
+def drawing_names(relative: Sequence[PurePosixPath]) -> list[PurePosixPath]:
+    """The drawing of each image: its relative path as a PNG (``a.jpg`` → ``a.png``; ``a.jpg.png`` when another
+    input would also give ``a.png``).
+
+    Raises:
+        UsageError: two inputs still get the same name.
+    """
+    plain = [rel.with_suffix(".png") for rel in relative]
+    counts = Counter(plain)
+    names = [rel.with_name(rel.name + ".png") if counts[p] > 1 else p for rel, p in zip(relative, plain, strict=True)]
+    twice = [name for name, n in Counter(names).items() if n > 1]
+    if twice:
+        raise UsageError(f"two input images would be drawn to the same file {twice[0]}; rename one of them")
+    return names
+
+
+def check_output_dir(output: Path, files: Sequence[Path], writes: Sequence[PurePosixPath], *, force: bool) -> None:
+    """Refuse an output directory where the run would overwrite an input or mix with files it does not write.
+
+    Args:
+        output: the output directory.
+        files: the input images.
+        writes: the files the run writes, relative to ``output``.
+        force: accept a directory that holds other files (inputs are protected even then).
+
+    Raises:
+        UsageError: an input image would be overwritten.
+        RunStateError: ``output`` is a file, or holds files the run would not write (without ``force``).
+    """
+    if output.exists() and not output.is_dir():
+        raise RunStateError(f"--output {output} is a file, not a directory; choose another --output")
+    targets = {os.path.realpath(output / name) for name in writes}
+    clobbered = [path for path in files if os.path.realpath(path) in targets]
+    if clobbered:
+        raise UsageError(
+            f"--output {output} would overwrite the input image {clobbered[0]}"
+            f"{f' (and {len(clobbered) - 1} more)' if len(clobbered) > 1 else ''}; choose another --output"
+        )
+    if force or not output.is_dir():
+        return
+    foreign = sorted(
+        path for path in output.rglob("*")
+        if path.is_file() and os.path.realpath(path) not in targets
+        and not any(part.startswith(STAGING_PREFIX) for part in path.relative_to(output).parts)
+    )
+    if foreign:
+        raise RunStateError(
+            f"--output {output} holds {len(foreign)} file(s) msad predict would not write (e.g. "
+            f"{foreign[0].relative_to(output)}); choose an empty or new --output, or pass --force to write beside them"
+        )
+
+
+def coco_ids(
+    annotations: str | os.PathLike, relative: Sequence[PurePosixPath], class_names: Sequence[str]
+) -> tuple[list[int], list[int]]:
+    """``(image id of each input, category id of each label)`` from a COCO annotation file.
+
+    An input matches the image whose ``file_name`` equals its relative path, else the only image of the same
+    base name; a class matches the category of the same name.
+
+    Raises:
+        DataError: the file is not COCO annotations, an input is not among its images, or a class not among
+            its categories.
+    """
+    path = Path(annotations)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        images, categories = data["images"], data["categories"]
+        by_path = {PurePosixPath(img["file_name"]).as_posix(): int(img["id"]) for img in images}
+        by_category = {str(cat["name"]): int(cat["id"]) for cat in categories}
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as err:
+        raise DataError(f"--annotations {path}: not a readable COCO annotation file ({type(err).__name__}: {err})") from None
+    by_base: dict[str, list[int]] = {}
+    for name, image_id in by_path.items():
+        by_base.setdefault(PurePosixPath(name).name, []).append(image_id)
+    image_ids, missing = [], []
+    for rel in relative:
+        image_id = by_path.get(rel.as_posix())
+        if image_id is None and len(by_base.get(rel.name, [])) == 1:
+            image_id = by_base[rel.name][0]
+        if image_id is None:
+            missing.append(rel)
+        image_ids.append(image_id)
+    if missing:
+        raise DataError(
+            f"{len(missing)} of {len(relative)} images are not in --annotations {path} (matched by file_name), "
+            f"e.g. {missing[0]}"
+        )
+    unknown = [name for name in class_names if name not in by_category]
+    if unknown:
+        raise DataError(f"classes {unknown[:5]} of the weights are not categories of --annotations {path}")
+    return image_ids, [by_category[name] for name in class_names]
