@@ -17,7 +17,7 @@ from msad import api
 from msad.config import Recipe
 from msad.tasks.student import StudentTask
 
-MIN_AP = 2.0  # the learned runs reach ~4 (baseline), ~9 (student) and ~19 (teacher) AP
+MIN_AP = 2.0  # the learned runs reach 5.7 (baseline), 13.0 (teacher) and 33.5 (student) AP
 
 
 def _metrics(report: dict) -> dict[str, float]:
