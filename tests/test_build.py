@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from msad.build import ROLES, build_criterion, build_distill_loss, build_model, build_postprocess, run_settings, solver_settings
-from msad.config import Recipe, SolverOverrides, SolverRecipe, recipe_from_dict
+from msad.config import Recipe, RunRecipe, SolverOverrides, SolverRecipe, recipe_from_dict
 from msad.engine import RunSettings, SolverSettings, lr_at
 from msad.errors import RecipeError
 
@@ -64,6 +64,15 @@ def test_run_settings_follow_the_run_table() -> None:
     run = run_settings(_recipe(run={"output": "somewhere", "seed": 3, "eval_period": 9}))
     assert isinstance(run, RunSettings)
     assert (str(run.output), run.seed, run.eval_period) == ("somewhere", 3, 9)
+
+
+def test_run_fields_are_declared_once() -> None:
+    assert set(RunRecipe.model_fields) == {f.name for f in fields(RunSettings)}
+    assert all(f.default is f.default_factory for f in fields(RunSettings))  # no engine defaults
+    run, defaults = run_settings(_recipe()), RunRecipe()
+    assert {f.name: getattr(run, f.name) for f in fields(RunSettings) if f.name != "output"} == defaults.model_dump(
+        exclude={"output"}
+    )
 
 
 def test_criterion_and_postprocess_take_the_recipe_values() -> None:

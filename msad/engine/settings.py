@@ -71,7 +71,8 @@ class SolverSettings:
 
 @dataclass(frozen=True, kw_only=True)
 class RunSettings:
-    """Where and how a run writes, evaluates and checkpoints.
+    """Where and how a run writes, evaluates and checkpoints, every value given: the defaults are declared once,
+    by the recipe (``msad.config.RunRecipe``, mapped onto this class by ``msad.build.run_settings``).
 
     Attributes:
         output: run directory (metrics, checkpoints, training state, plots).
@@ -91,15 +92,15 @@ class RunSettings:
     """
 
     output: Path
-    seed: int = 0
-    eval_period: int = 0
-    checkpoint_period: int = 0
-    keep_checkpoints: int = 3
-    log_period: int = 20
-    best_metric: str | None = "AP"
-    sync_bn: bool | str = "auto"
-    device: DeviceChoice = "auto"
-    tensorboard: bool = False
+    seed: int
+    eval_period: int
+    checkpoint_period: int
+    keep_checkpoints: int
+    log_period: int
+    best_metric: str | None
+    sync_bn: bool | str
+    device: DeviceChoice
+    tensorboard: bool
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "output", Path(self.output))
