@@ -234,6 +234,9 @@ class Trainer:
                 f"{out} already holds a run ({', '.join(found[:4])}); pass resume (--resume) to continue it "
                 "or force (--force) to start over in it"
             )
+        if found and self.force:  # starting over: the old run's state must never be resumed under this recipe
+            for stale in [out / STATE_JSON, *out.glob("state-*.safetensors")]:
+                stale.unlink(missing_ok=True)
         self._created_output = not out.exists()
         out.mkdir(parents=True, exist_ok=True)
         if self.resume:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import shutil
 import subprocess
 import sys
@@ -115,6 +116,16 @@ def test_resume_refuses_a_recipe_that_differs_in_what_matters(data: Path, tmp_pa
     api.train(recipe_on(data, "data.num_workers=1"), output=out, resume=True)  # loading parallelism does not matter
 
 
+def test_a_killed_force_restart_is_never_resumed_as_the_old_run(data: Path, tmp_path: Path, interrupt_training_at) -> None:
+    out = tmp_path / "run"
+    api.train(recipe_on(data), output=out)  # the old run, finished at iteration 2
+    interrupt_training_at(1)
+    with pytest.raises(Interrupted):
+        api.train(recipe_on(data, "solver.lr=0.01"), output=out, force=True)  # killed after its first iteration
+    with pytest.raises(RunStateError, match="no training state"):
+        api.train(recipe_on(data, "solver.lr=0.01"), output=out, resume=True)
+
+
 def test_a_users_recipe_toml_is_never_overwritten(data: Path, tmp_path: Path) -> None:
     out = tmp_path / "mine"
     out.mkdir()
@@ -178,9 +189,10 @@ def test_bad_boxes_are_refused_or_dropped_with_a_count(data: Path, tmp_path: Pat
     with pytest.raises(DataError, match=r"1 of \d+ annotations in .*train.json.* have a NaN, infinite or negative-size bbox"):
         api.train(recipe_on(data), output=tmp_path / "refused")
     assert not (tmp_path / "refused").exists()
-    capsys.readouterr()
-    api.train(recipe_on(data, 'data.on_bad_annotation="drop"'), output=tmp_path / "dropped")
-    assert "msad: warning: dropped 1 of" in capsys.readouterr().err
+    if math.isnan(bbox[2]):  # one training run is enough to show the drop mode
+        capsys.readouterr()
+        api.train(recipe_on(data, 'data.on_bad_annotation="drop"'), output=tmp_path / "dropped")
+        assert "msad: warning: dropped 1 of" in capsys.readouterr().err
 
 
 def test_a_training_set_without_annotations_is_refused(data: Path, tmp_path: Path) -> None:
