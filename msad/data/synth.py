@@ -215,17 +215,24 @@ def render_image(
     rng: np.random.Generator, image_size: tuple[int, int], objects: tuple[int, int] = (8, 20)
 ) -> tuple[Image.Image, list[SynthObject]]:
     """Render one cluttered RGB image and the objects drawn on it (a pure function of ``rng``'s state)."""
-    height, width = image_size
-    image = _background(rng, height, width)
+    image = _background(rng, *image_size)
     _distractors(rng, image)
+    return _objects_and_noise(rng, image, objects, _place_object)
+
+
+def _objects_and_noise(
+    rng: np.random.Generator, image: Image.Image, objects: tuple[int, int],
+    place: Callable[[np.random.Generator, Image.Image, list[tuple]], SynthObject | None],
+) -> tuple[Image.Image, list[SynthObject]]:
+    """Place a random number of objects in ``objects`` with ``place``, then add sensor noise."""
     boxes: list[tuple[float, float, float, float]] = []
     drawn: list[SynthObject] = []
     for _ in range(int(rng.integers(objects[0], objects[1] + 1))):
-        obj = _place_object(rng, image, boxes)
+        obj = place(rng, image, boxes)
         if obj is not None:
             boxes.append(obj.box)
             drawn.append(obj)
-    pixels = np.asarray(image, dtype=np.int16) + rng.integers(-5, 6, (height, width, 3), dtype=np.int16)
+    pixels = np.asarray(image, dtype=np.int16) + rng.integers(-5, 6, (image.height, image.width, 3), dtype=np.int16)
     return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)), drawn
 
 

@@ -147,12 +147,4 @@ def render_coco_image(
     image = _small._background(rng, height, width)
     for _ in range(max(1, round(height * width / (256 * 320)))):  # clutter density of the small profile
         _small._distractors(rng, image)
-    boxes: list[tuple[float, float, float, float]] = []
-    drawn: list[_small.SynthObject] = []
-    for _ in range(int(rng.integers(objects[0], objects[1] + 1))):
-        obj = _place(rng, image, boxes)
-        if obj is not None:
-            boxes.append(obj.box)
-            drawn.append(obj)
-    pixels = np.asarray(image, dtype=np.int16) + rng.integers(-5, 6, (height, width, 3), dtype=np.int16)
-    return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8)), drawn
+    return _small._objects_and_noise(rng, image, objects, _place)
