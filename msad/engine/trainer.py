@@ -40,6 +40,7 @@ from msad.engine.training_state import (
     load_training_state,
     restore_rng_state,
     save_training_state,
+    update_state_extra,
 )
 from msad.plots import plot_curves
 from msad.serialization import atomic_write_text, save_weights
@@ -366,6 +367,7 @@ class Trainer:
         if value is not None and math.isfinite(value) and (self.best is None or value > self.best):
             self.best = float(value)
             save_weights(self.output / "best.safetensors", self.eval_model().state_dict(), self._metadata(done))
+            update_state_extra(self.output, iteration=done, changes={"best": self.best})  # checkpointed before this eval
         return metrics
 
     def checkpoint(self, done: int) -> None:

@@ -32,6 +32,7 @@ __all__ = [
     "save_training_state",
     "load_training_state",
     "has_training_state",
+    "update_state_extra",
 ]
 
 #: ``format`` of training-state files.
@@ -134,6 +135,24 @@ def save_training_state(
         if _TENSOR_FILE.fullmatch(old.name) and old.name != tensor_name:
             old.unlink(missing_ok=True)
     return json_path
+
+
+def update_state_extra(directory: str | Path, *, iteration: int, changes: dict[str, Any]) -> bool:
+    """Merge ``changes`` into the ``extra`` of the saved state if it is the state of ``iteration``; return whether it was.
+
+    Lets a value known only after the checkpoint (the best metric of that iteration's evaluation) reach the state a
+    resume will read. Only ``state.json`` is rewritten (atomically); the tensor file is untouched.
+    """
+    json_path = Path(directory) / STATE_JSON
+    try:
+        document = json.loads(json_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    if document.get("iteration") != iteration:
+        return False
+    document["extra"] = {**document.get("extra", {}), **changes}
+    atomic_write_text(json_path, json.dumps(document, indent=1, allow_nan=False))
+    return True
 
 
 def load_training_state(

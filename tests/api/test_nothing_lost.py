@@ -108,7 +108,9 @@ def test_a_start_that_fails_before_its_first_iteration_can_be_rerun_as_typed(dat
 # ---------------------------------------------------------------- resume, force and the user's files
 def test_resume_refuses_a_recipe_that_differs_in_what_matters(data: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
-    api.train(recipe_on(data), output=out)
+    result = api.train(recipe_on(data), output=out)
+    # the state was written before the final evaluation; the best metric that evaluation found still reaches it
+    assert json.loads((out / "state.json").read_text())["extra"]["best"] == result.metrics["AP"]
     with pytest.raises(RunStateError, match=r"differs from the run's in .*model\.backbone\.options\.width.*solver\.lr"):
         api.train(recipe_on(data, "solver.lr=0.5", "model.backbone.width=0.5"), output=out, resume=True)
     with pytest.raises(UsageError, match="--resume and --force"):
