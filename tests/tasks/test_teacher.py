@@ -74,3 +74,30 @@ def test_per_resolution_recipe_builds_a_private_bn_teacher_and_a_plain_student()
     student = build_model(recipe, role="student", num_classes=len(LABELS), teacher=teacher)
     plain_student = build_model(recipe, role="student", num_classes=len(LABELS))
     assert student.state_dict().keys() == plain_student.state_dict().keys()  # loads like any student checkpoint
+
+
+def test_hr_only_teacher_trains_its_hr_path_exactly_like_the_baseline() -> None:
+    """Three SGD steps from the same weights on the same batch: every baseline weight moves identically in the
+    HR-only teacher (the LR pass still runs; it changes only BN running statistics, which no step reads)."""
+    recipe = load_recipe(TINY, overrides=[*NO_VAL, "teacher.loss_weights={hr = 1.0, lr = 0.0, fused = 0.0}"])
+    torch.manual_seed(0)
+    teacher = build_model(recipe, role="teacher", num_classes=len(LABELS)).train()
+    baseline = build_model(recipe, role="baseline", num_classes=len(LABELS)).train()
+    baseline.load_state_dict(teacher.detector.state_dict(), strict=False)
+    tasks = {
+        "teacher": (teacher, build_task(recipe, "teacher", label_space=LABELS, model=teacher)),
+        "baseline": (baseline, build_task(recipe, "baseline", label_space=LABELS, model=baseline)),
+    }
+    batch = _batch()
+    for model, task in tasks.values():
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=1e-4)
+        for step in range(3):
+            optimizer.zero_grad()
+            _total(task.losses(model, batch, step)).backward()
+            optimizer.step()
+    trained = dict(teacher.detector.named_parameters())
+    trainable = 0
+    for name, param in baseline.named_parameters():
+        torch.testing.assert_close(trained[name], param, rtol=1e-4, atol=1e-6, msg=name)
+        trainable += int(param.requires_grad)
+    assert trainable > 100
