@@ -31,7 +31,7 @@ from msad.comm import (
     get_world_size,
     is_main_process,
 )
-from msad.errors import UsageError
+from msad.errors import ResourceError, UsageError
 
 __all__ = [
     "LaunchError",
@@ -89,6 +89,11 @@ def launch(fn: Callable[..., T], *, num_procs: int = 1, args: tuple = (), device
         except mp.ProcessRaisedException as err:
             raise _child_exception(Path(tmp), err.error_index, num_procs, str(err)) from None
         except mp.ProcessExitedException as err:
+            if getattr(err, "signal_name", None) == "SIGKILL":  # what the kernel's out-of-memory killer sends
+                raise ResourceError(
+                    f"rank {err.error_index} of {num_procs} (pid {err.error_pid}) was killed (SIGKILL), usually because "
+                    "the machine ran out of memory; lower solver.batch_size, data.num_workers or --gpus"
+                ) from None
             raise LaunchError(
                 f"rank {err.error_index} of {num_procs} (pid {err.error_pid}) died: exit code {err.exit_code}"
             ) from None

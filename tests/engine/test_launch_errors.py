@@ -23,3 +23,10 @@ def test_an_unpicklable_rank_error_is_reported_in_one_line() -> None:
 def test_more_cpu_ranks_than_cores_are_refused_before_spawning() -> None:
     with pytest.raises(UsageError, match="CPU cores"):
         launch(print, num_procs=(os.cpu_count() or 1) + 1, device="cpu")
+
+
+def test_a_rank_killed_by_sigkill_is_reported_as_out_of_memory() -> None:
+    from msad.errors import ResourceError
+
+    with pytest.raises(ResourceError, match=r"rank 1 of 2 .* was killed \(SIGKILL\), usually because the machine ran out of memory"):
+        launch(unpicklable.kill_rank_one, num_procs=2, device="cpu")

@@ -1,4 +1,4 @@
-"""A rank function whose exception cannot cross a process boundary (importable by spawned ranks)."""
+"""Rank functions that fail the hard ways: an unpicklable exception, a SIGKILL (importable by spawned ranks)."""
 
 from __future__ import annotations
 
@@ -16,4 +16,16 @@ def fail_unpicklably(message: str) -> None:
 
     if dist.get_rank() == 1:
         raise OddError("rank one", message)
+    dist.barrier()
+
+
+def kill_rank_one() -> None:
+    """Rank 1 is killed by SIGKILL, as the out-of-memory killer does."""
+    import os
+    import signal
+
+    import torch.distributed as dist
+
+    if dist.get_rank() == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
     dist.barrier()
