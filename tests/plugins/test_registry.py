@@ -170,3 +170,13 @@ def test_validate_backbone_option_typo() -> None:
     assert validate_options("msad.backbones", "slimmable_resnet", {"width": 1}, path="model.backbone") == {
         "width": 1.0
     }
+
+
+def test_source_tree_builtins_are_the_declared_entry_points() -> None:
+    """The built-ins used from an uninstalled source tree are exactly pyproject.toml's entry points."""
+    import tomllib
+    from pathlib import Path
+
+    pyproject = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text(encoding="utf-8"))
+    declared = {group: dict(eps) for group, eps in pyproject["project"]["entry-points"].items() if group in registry.GROUPS}
+    assert registry._FALLBACK_BUILTINS == declared
