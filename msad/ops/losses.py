@@ -9,6 +9,7 @@ their point's level (``NORM_REG_TARGETS``), matching the head's box output in st
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from typing import NamedTuple
 
 import torch
 import torch.distributed as dist
@@ -21,7 +22,7 @@ from msad.ops.points import points_for_levels
 from msad.ops.targets import assign_targets_batch
 from msad.structures import LevelOutputs, Target
 
-__all__ = ["sigmoid_focal_loss", "giou_loss_ltrb", "FCOSCriterion"]
+__all__ = ["sigmoid_focal_loss", "giou_loss_ltrb", "FCOSTargets", "FCOSCriterion"]
 
 
 def sigmoid_focal_loss(logits: Tensor, targets: Tensor, alpha: float = 0.25, gamma: float = 2.0) -> Tensor:
@@ -67,19 +68,42 @@ def giou_loss_ltrb(pred: Tensor, target: Tensor, weight: Tensor | None = None) -
     return loss.sum()
 
 
-def _mean_over_ranks(value: Tensor) -> Tensor:
-    """Mean of a (detached) scalar tensor over ranks; the value itself without a process group."""
-    value = value.detach().clone()
+def _mean_over_ranks(values: Tensor) -> Tensor:
+    """Mean of (detached) values over ranks in one all-reduce; the values themselves without a process group."""
+    values = values.detach().clone()
     if dist.is_available() and dist.is_initialized():
-        dist.all_reduce(value, op=dist.ReduceOp.SUM)
-        value = value / dist.get_world_size()
-    return value
+        dist.all_reduce(values, op=dist.ReduceOp.SUM)
+        values = values / dist.get_world_size()
+    return values
 
 
 def _flatten(x: Tensor) -> Tensor:
     """``[B, C, H, W]`` → ``[B, H·W, C]`` (row-major points, as :func:`points_for_level`)."""
     b, c, h, w = x.shape
     return x.permute(0, 2, 3, 1).reshape(b, h * w, c)
+
+
+class FCOSTargets(NamedTuple):
+    """FCOS targets of one batch, assigned once and shared by every set of head outputs of the same map sizes
+    (the teacher's HR, LR and fused branches). Flattened over images and points (``B·N``).
+
+    Attributes:
+        shapes: ``(h, w)`` of each level's map the targets were assigned for.
+        labels: ``[B·N]`` int64 labels, ``num_classes`` for background.
+        positive: ``[B·N]`` bool, the foreground points.
+        reg_targets: ``[B·N, 4]`` ``(l, t, r, b)`` in stride units (zeros on background).
+        ctr_targets: ``[B·N]`` centerness targets (zeros on background).
+        num_pos_avg: rank-averaged number of positives, at least 1 (normaliser of the cls and ctr losses).
+        ctr_norm: rank-averaged sum of the centerness targets, at least 1e-6 (normaliser of the box loss).
+    """
+
+    shapes: dict[str, tuple[int, int]]
+    labels: Tensor
+    positive: Tensor
+    reg_targets: Tensor
+    ctr_targets: Tensor
+    num_pos_avg: Tensor
+    ctr_norm: Tensor
 
 
 class FCOSCriterion(nn.Module):
@@ -119,8 +143,49 @@ class FCOSCriterion(nn.Module):
             if missing:
                 raise ValueError(f"no size of interest for levels {missing}")
 
-    def forward(
+    def levels_of(self, outputs: Mapping[str, LevelOutputs]) -> tuple[str, ...]:
+        """The levels of ``outputs`` the losses use (``self.levels``, or all of them)."""
+        levels = tuple(outputs) if self.levels is None else self.levels
+        missing = [lvl for lvl in levels if lvl not in outputs]
+        if missing:
+            raise ValueError(f"outputs lack levels {missing} (have {list(outputs)})")
+        return levels
+
+    def assign(
         self, outputs: Mapping[str, LevelOutputs], targets: Sequence[Target], strides: Mapping[str, int]
+    ) -> FCOSTargets:
+        """Assign ``targets`` to the points of ``outputs``' maps (only their shapes and device are read).
+
+        The rank-averaged normalisers are computed here, in one all-reduce, so that every set of outputs
+        scored against these targets shares them.
+        """
+        levels = self.levels_of(outputs)
+        first = outputs[levels[0]].cls_logits
+        if len(targets) != first.shape[0]:
+            raise ValueError(f"{len(targets)} targets for a batch of {first.shape[0]} images")
+        device = first.device
+        with torch.autocast(device_type=device.type, enabled=False):
+            shapes = {lvl: tuple(outputs[lvl].cls_logits.shape[-2:]) for lvl in levels}
+            pts = points_for_levels(shapes, strides, self.sizes_of_interest, device=device)
+            labels, ltrb = assign_targets_batch(
+                pts.points, pts.strides, pts.ranges, [t.to(device) for t in targets],
+                num_classes=self.num_classes, center_radius=self.center_radius,
+            )
+            labels = labels.reshape(-1)
+            positive = labels != self.num_classes
+            reg = (ltrb / pts.strides[None, :, None]).reshape(-1, 4)  # stride units
+            safe = torch.where(positive[:, None], reg, torch.ones_like(reg))  # background would divide 0 by 0
+            ctr = torch.where(positive, centerness_target(safe), torch.zeros_like(reg[:, 0]))
+            sums = _mean_over_ranks(torch.stack((positive.sum().float(), ctr.sum())))
+        return FCOSTargets(shapes, labels, positive, reg, ctr, sums[0].clamp(min=1.0), sums[1].clamp(min=1e-6))
+
+    def forward(
+        self,
+        outputs: Mapping[str, LevelOutputs],
+        targets: Sequence[Target],
+        strides: Mapping[str, int],
+        *,
+        assigned: FCOSTargets | None = None,
     ) -> dict[str, Tensor]:
         """Losses ``{"loss_cls", "loss_box", "loss_ctr"}`` (float32 scalars) of ``outputs`` against ``targets``.
 
@@ -128,56 +193,33 @@ class FCOSCriterion(nn.Module):
             outputs: head outputs per level (box regression in stride units).
             targets: one :class:`Target` per image, boxes in the frame of ``strides``.
             strides: stride of each level in that frame.
+            assigned: targets already assigned by :meth:`assign` for maps of the same sizes (then ``targets``
+                and ``strides`` are not read again).
+
+        No host synchronisation: positives are selected by masks, not by ``nonzero()``.
         """
-        levels = tuple(outputs) if self.levels is None else self.levels
-        missing = [lvl for lvl in levels if lvl not in outputs]
-        if missing:
-            raise ValueError(f"outputs lack levels {missing} (have {list(outputs)})")
+        levels = self.levels_of(outputs)
         first = outputs[levels[0]].cls_logits
-        batch, num_classes = first.shape[:2]
-        if num_classes != self.num_classes:
-            raise ValueError(f"cls_logits have {num_classes} classes, criterion expects {self.num_classes}")
-        if len(targets) != batch:
-            raise ValueError(f"{len(targets)} targets for a batch of {batch} images")
-        device = first.device
-
-        with torch.autocast(device_type=device.type, enabled=False):
-            shapes = {lvl: tuple(outputs[lvl].cls_logits.shape[-2:]) for lvl in levels}
-            pts = points_for_levels(shapes, strides, self.sizes_of_interest, device=device)
-            labels, ltrb = assign_targets_batch(
-                pts.points,
-                pts.strides,
-                pts.ranges,
-                [t.to(device) for t in targets],
-                num_classes=self.num_classes,
-                center_radius=self.center_radius,
-            )
-            reg_targets = ltrb / pts.strides[None, :, None]  # [B, N, 4] in stride units
-
+        if first.shape[1] != self.num_classes:
+            raise ValueError(f"cls_logits have {first.shape[1]} classes, criterion expects {self.num_classes}")
+        if assigned is None:
+            assigned = self.assign(outputs, targets, strides)
+        shapes = {lvl: tuple(outputs[lvl].cls_logits.shape[-2:]) for lvl in levels}
+        if shapes != assigned.shapes:
+            raise ValueError(f"targets were assigned for maps {assigned.shapes}, the outputs have {shapes}")
+        with torch.autocast(device_type=first.device.type, enabled=False):
             cls = torch.cat([_flatten(outputs[lvl].cls_logits.float()) for lvl in levels], dim=1)
-            box = torch.cat([_flatten(outputs[lvl].box_regression.float()) for lvl in levels], dim=1)
-            ctr = torch.cat([_flatten(outputs[lvl].centerness.float()) for lvl in levels], dim=1).squeeze(-1)
-
-            labels = labels.reshape(-1)
-            positive = labels != self.num_classes
-            num_pos = positive.sum().float()
-            num_pos_avg = _mean_over_ranks(num_pos).clamp(min=1.0)
-
+            box = torch.cat([_flatten(outputs[lvl].box_regression.float()) for lvl in levels], dim=1).reshape(-1, 4)
+            ctr = torch.cat([_flatten(outputs[lvl].centerness.float()) for lvl in levels], dim=1).reshape(-1)
+            positive = assigned.positive
             cls = cls.reshape(-1, self.num_classes)
-            cls_target = torch.zeros_like(cls)
-            pos_index = positive.nonzero().squeeze(1)
-            cls_target[pos_index, labels[pos_index]] = 1.0
-            loss_cls = sigmoid_focal_loss(cls, cls_target, self.focal_alpha, self.focal_gamma) / num_pos_avg
-
-            box_pos = box.reshape(-1, 4)[pos_index]
-            ctr_pos = ctr.reshape(-1)[pos_index]
-            reg_pos = reg_targets.reshape(-1, 4)[pos_index]
-            ctr_target = centerness_target(reg_pos)
-            ctr_norm = _mean_over_ranks(ctr_target.sum()).clamp(min=1e-6)
-            if pos_index.numel() > 0:
-                loss_box = giou_loss_ltrb(box_pos, reg_pos, ctr_target) / ctr_norm
-                loss_ctr = F.binary_cross_entropy_with_logits(ctr_pos, ctr_target, reduction="sum") / num_pos_avg
-            else:  # still attached to the graph so that DDP sees every parameter used
-                loss_box = box.sum() * 0.0
-                loss_ctr = ctr.sum() * 0.0
+            cls_target = F.one_hot(assigned.labels, self.num_classes + 1)[:, : self.num_classes].to(cls.dtype)
+            loss_cls = sigmoid_focal_loss(cls, cls_target, self.focal_alpha, self.focal_gamma) / assigned.num_pos_avg
+            # background terms are zero-weighted; their inputs are zeroed too, so that no inf/NaN leaks in
+            box_pos = torch.where(positive[:, None], box, torch.zeros_like(box))
+            ctr_pos = torch.where(positive, ctr, torch.zeros_like(ctr))
+            loss_box = giou_loss_ltrb(box_pos, assigned.reg_targets, assigned.ctr_targets) / assigned.ctr_norm
+            loss_ctr = F.binary_cross_entropy_with_logits(
+                ctr_pos, assigned.ctr_targets, weight=positive.to(ctr.dtype), reduction="sum"
+            ) / assigned.num_pos_avg
         return {"loss_cls": loss_cls, "loss_box": loss_box, "loss_ctr": loss_ctr}

@@ -14,7 +14,7 @@ import torch
 from torch import Tensor, nn
 
 from msad.models.detector import downscale_nearest
-from msad.ops.losses import FCOSCriterion
+from msad.ops.losses import FCOSCriterion, FCOSTargets
 from msad.ops.postprocess import FCOSPostProcess
 from msad.structures import Batch, Detections, LevelOutputs
 
@@ -65,9 +65,12 @@ class DetectionTask:
         """What the network sees for a batch tensor."""
         return images if self.input_factor == 1 else downscale_nearest(images, self.input_factor)
 
-    def detection_losses(self, outputs: dict[str, LevelOutputs], batch: Batch, prefix: str = "") -> dict[str, Tensor]:
-        """FCOS losses of one set of head outputs, names prefixed (``hr_loss_cls`` …)."""
-        losses = self.criterion(outputs, batch.targets, self.strides)
+    def detection_losses(
+        self, outputs: dict[str, LevelOutputs], batch: Batch, prefix: str = "", *, assigned: FCOSTargets | None = None
+    ) -> dict[str, Tensor]:
+        """FCOS losses of one set of head outputs, names prefixed (``hr_loss_cls`` …); ``assigned``: targets
+        already assigned for maps of these sizes (:meth:`FCOSCriterion.assign`), reused instead of assigning again."""
+        losses = self.criterion(outputs, batch.targets, self.strides, assigned=assigned)
         return {f"{prefix}{name}": value for name, value in losses.items()}
 
     def losses(self, model: nn.Module, batch: Batch, iteration: int) -> dict[str, Tensor]:

@@ -38,11 +38,16 @@ class TeacherTask(DetectionTask):
         self.eval_branch = eval_branch
 
     def losses(self, model: nn.Module, batch: Batch, iteration: int) -> dict[str, Tensor]:
-        """Losses of the three branches, each multiplied by its branch weight."""
+        """Losses of the three branches, each multiplied by its branch weight.
+
+        The branches share their point locations, strides and boxes (the LR maps are aligned with the HR ones),
+        so the FCOS targets and their normalisers are assigned once and reused by the three branch losses.
+        """
         out = model(batch.images)
+        assigned = self.criterion.assign(out.branch("hr"), batch.targets, self.strides)
         losses: dict[str, Tensor] = {}
         for branch, weight in self.branch_weights.items():
-            for name, value in self.detection_losses(out.branch(branch), batch, f"{branch}_").items():
+            for name, value in self.detection_losses(out.branch(branch), batch, f"{branch}_", assigned=assigned).items():
                 losses[name] = weight * value
         return losses
 

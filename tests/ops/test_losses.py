@@ -129,3 +129,57 @@ def test_criterion_level_validation():
         FCOSCriterion(num_classes=2)(_outputs(), [_target(), _target()], {"p3": 8})
     with pytest.raises(ValueError, match="p2"):
         FCOSCriterion(num_classes=2, levels=["p2"])
+
+
+def _reference_losses(crit: FCOSCriterion, outputs, targets, strides) -> dict[str, torch.Tensor]:
+    """The criterion as written before it avoided host syncs: positives picked by ``nonzero()`` and indexed."""
+    from msad.ops.boxes import centerness_target
+    from msad.ops.points import points_for_levels
+    from msad.ops.targets import assign_targets_batch
+
+    levels = list(outputs)
+    pts = points_for_levels({lvl: tuple(outputs[lvl].cls_logits.shape[-2:]) for lvl in levels}, strides)
+    labels, ltrb = assign_targets_batch(pts.points, pts.strides, pts.ranges, targets, num_classes=crit.num_classes)
+    reg = (ltrb / pts.strides[None, :, None]).reshape(-1, 4)
+
+    b = outputs[levels[0]].cls_logits.shape[0]
+
+    def per_image(name: str, c: int) -> torch.Tensor:  # [B·N, c], points of all levels per image
+        return torch.cat([getattr(outputs[lvl], name).permute(0, 2, 3, 1).reshape(b, -1, c) for lvl in levels], 1).reshape(-1, c)
+
+    cls, box, ctr = per_image("cls_logits", crit.num_classes), per_image("box_regression", 4), per_image("centerness", 1).reshape(-1)
+    labels = labels.reshape(-1)
+    pos = (labels != crit.num_classes).nonzero().squeeze(1)
+    target = torch.zeros_like(cls)
+    target[pos, labels[pos]] = 1.0
+    num_pos = max(float(len(pos)), 1.0)
+    ctr_t = centerness_target(reg[pos])
+    return {
+        "loss_cls": sigmoid_focal_loss(cls, target) / num_pos,
+        "loss_box": giou_loss_ltrb(box[pos], reg[pos], ctr_t) / ctr_t.sum().clamp(min=1e-6),
+        "loss_ctr": torch.nn.functional.binary_cross_entropy_with_logits(ctr[pos], ctr_t, reduction="sum") / num_pos,
+    }
+
+
+def test_criterion_equals_the_indexed_reference_and_reuses_assigned_targets():
+    g = torch.Generator().manual_seed(0)
+    outputs = {
+        lvl: LevelOutputs(torch.randn(2, 3, n, n + 1, generator=g), torch.rand(2, 4, n, n + 1, generator=g) * 4,
+                          torch.randn(2, 1, n, n + 1, generator=g))
+        for lvl, n in (("p3", 16), ("p4", 8))
+    }
+    strides = {"p3": 8, "p4": 16}
+    targets = [Target(torch.tensor([[4.0, 6.0, 60.0, 50.0], [70.0, 20.0, 130.0, 120.0]]), torch.tensor([0, 2])),
+               Target(torch.tensor([[10.0, 10.0, 40.0, 30.0]]), torch.tensor([1]))]
+    crit = FCOSCriterion(num_classes=3)
+    want = _reference_losses(crit, outputs, targets, strides)
+    got = crit(outputs, targets, strides)
+    assigned = crit.assign(outputs, targets, strides)
+    again = crit(outputs, [], {}, assigned=assigned)  # targets and strides are not read again
+    assert int(assigned.positive.sum()) > 4
+    for name in want:
+        torch.testing.assert_close(got[name], want[name], rtol=1e-5, atol=1e-6)
+        assert torch.equal(again[name], got[name])
+    smaller = {lvl: LevelOutputs(*(t[..., :-1] for t in (o.cls_logits, o.box_regression, o.centerness))) for lvl, o in outputs.items()}
+    with pytest.raises(ValueError, match="targets were assigned for maps"):
+        crit(smaller, targets, strides, assigned=assigned)

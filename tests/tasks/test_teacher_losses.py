@@ -57,3 +57,12 @@ def test_every_trainable_teacher_parameter_gets_a_gradient() -> None:
     missing = [n for n, p in task.model.named_parameters() if p.requires_grad and p.grad is None]
     assert not missing, f"no gradient (DDP would need find_unused_parameters): {missing}"
     assert task.model.fusion.fc[0].weight.grad.abs().sum() > 0  # C-FF really learns from the fused loss
+
+
+def test_the_teacher_assigns_targets_once_per_step(monkeypatch) -> None:
+    _, task = _teacher_task()
+    calls = []
+    assign = task.criterion.assign
+    monkeypatch.setattr(task.criterion, "assign", lambda *a, **k: calls.append(1) or assign(*a, **k))
+    losses = task.losses(task.model, _batch(), iteration=0)
+    assert len(calls) == 1 and len(losses) == 9  # three branches × three terms from one assignment
