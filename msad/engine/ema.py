@@ -30,14 +30,19 @@ class ModelEMA(nn.Module):
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
-        """Move the average one step towards ``model``'s current state."""
+        """Move the average one step towards ``model``'s current state (one fused ``_foreach_lerp_`` for all
+        floating-point tensors, grouped by device and dtype by torch)."""
         current = model.state_dict()
+        averages, values = [], []
         for name, average in self.module.state_dict().items():
             value = current[name].detach()
             if average.is_floating_point():
-                average.lerp_(value.to(average.dtype), 1 - self.decay)
+                averages.append(average)
+                values.append(value.to(average.dtype))
             else:
                 average.copy_(value)
+        if averages:
+            torch._foreach_lerp_(averages, values, 1 - self.decay)
 
     def train(self, mode: bool = True) -> ModelEMA:
         """The average always stays in eval mode."""
