@@ -315,6 +315,13 @@ class RunRecipe(BaseModel):
     def _empty_is_none(cls, value: Any) -> Any:
         return None if value == "" else value
 
+    @field_validator("sync_bn", mode="before")
+    @classmethod
+    def _sync_bn_choice(cls, value: Any) -> Any:
+        if isinstance(value, bool) or value == "auto":
+            return value
+        raise ValueError(f'must be true, false or "auto", got {value!r}')
+
     @field_validator("best_metric")
     @classmethod
     def _known_metric(cls, value: str | None) -> str | None:

@@ -254,3 +254,14 @@ def test_toml_writer_values() -> None:
     parsed = tomllib.loads(dumps(data))
     expected = {k: v for k, v in data.items() if v is not None}
     assert parsed == expected
+
+
+@pytest.mark.parametrize(("text", "expected"), [("", "auto"), ('sync_bn = "auto"', "auto"), ("sync_bn = true", True), ("sync_bn = false", False)])
+def test_sync_bn_choices(text: str, expected: object, tmp_path: Path) -> None:
+    assert load_recipe(_minimal(tmp_path, f"\n[run]\n{text}\n")).run.sync_bn == expected
+
+
+@pytest.mark.parametrize("value", ['"sometimes"', "1", '"true"'])
+def test_sync_bn_refuses_anything_else(value: str, tmp_path: Path) -> None:
+    with pytest.raises(RecipeError, match=r'run\.sync_bn.*true, false or "auto"'):
+        load_recipe(_minimal(tmp_path, f"\n[run]\nsync_bn = {value}\n"))
