@@ -4,7 +4,8 @@ import pytest
 import torch
 
 import toytask
-from msad.engine import get_rank, get_world_size, launch
+from msad.comm import get_rank, get_world_size
+from msad.engine import launch
 from msad.engine.metrics import read_metrics
 
 

@@ -17,7 +17,8 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from msad.engine import RunSettings, SolverSettings, Trainer, all_gather_object, get_rank, get_world_size
+from msad.comm import all_gather_object, get_rank, get_world_size
+from msad.engine import RunSettings, SolverSettings, Trainer
 
 IN_FEATURES = 4
 TRUE_WEIGHT = torch.tensor([[1.0], [-2.0], [0.5], [3.0]])
@@ -137,7 +138,7 @@ def train(output: str, iters: int, ema: float, noise: float, sleep: float, check
 
 def fail_on_rank_one(message: str) -> None:
     """Raise on rank 1 (tests the launcher's error propagation)."""
-    from msad.engine import get_rank
+    from msad.comm import get_rank
 
     if get_rank() == 1:
         raise KeyError(message)

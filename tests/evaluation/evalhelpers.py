@@ -55,7 +55,7 @@ def empty() -> Detections:
 
 def sharded_evaluation() -> tuple[dict[str, float], list[int]]:
     """Rank r adds its shard (image 20 on both ranks: kept once); returns (metrics, evaluated image ids)."""
-    from msad.engine import get_rank
+    from msad.comm import get_rank
     from msad.evaluation import CocoEvaluator
 
     evaluator = CocoEvaluator(make_coco(), CATEGORY_IDS)
@@ -65,7 +65,7 @@ def sharded_evaluation() -> tuple[dict[str, float], list[int]]:
         evaluator.add([20], [perfect(20, swap_labels=True)])  # a duplicate: rank 0's detections win
     evaluator.gather()
     metrics = evaluator.summarize()
-    from msad.engine import all_gather_object
+    from msad.comm import all_gather_object
 
     every = all_gather_object((repr(metrics), evaluator.image_ids))
     if any(other != every[0] for other in every):  # every rank returns rank 0's metrics
