@@ -8,6 +8,7 @@ Every helper works without a process group (a world of one).
 
 from __future__ import annotations
 
+import logging
 import os
 import pickle
 import socket
@@ -83,6 +84,8 @@ def launch(fn: Callable[..., T], *, num_procs: int = 1, args: tuple = (), device
             "use at most that many"
         )
     port = _free_port()
+    # torch logs "Terminating process … via signal SIGTERM" for the peers of a failed rank; the error says it all
+    logging.getLogger("torch.multiprocessing.spawn").setLevel(logging.ERROR)
     with tempfile.TemporaryDirectory(prefix="msad-launch-") as tmp:
         try:
             mp.spawn(_spawned, args=(fn, args, num_procs, port, device_type, tmp), nprocs=num_procs, join=True)

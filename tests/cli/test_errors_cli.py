@@ -66,3 +66,19 @@ def test_ctrl_c_exits_130_saying_where_the_checkpoint_is(tiny_recipe_file: Path,
     out = tmp_path / "run"
     fails(["train", tiny_recipe_file, "-o", out, *SHORT], capsys, 130,
           "interrupted", f"{out / 'last.safetensors'} (iteration 2)", "--resume")
+
+
+@pytest.mark.slow  # two spawned ranks importing torch: ~30 s on two busy cores
+def test_a_failing_rank_of_gpus_2_prints_its_own_one_line(synth_dataset: Path, tiny_recipe_file: Path, tmp_path: Path, capsys) -> None:
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(synth_dataset, data)
+    for image in (data / "train").glob("*.png"):
+        image.write_bytes(b"garbage")
+    sets = [f'data.{k}="{data / v}"' for k, v in (("train_images", "train"), ("train_annotations", "annotations/train.json"),
+                                                 ("val_images", "val"), ("val_annotations", "annotations/val.json"))]
+    argv = ["train", tiny_recipe_file, "-o", tmp_path / "run", "--gpus", 2, *[a for s in sets for a in ("--set", s)]]
+    line = fails(argv, capsys, 1, "cannot read image", "not a recognised image file")
+    assert len(line) < 300
+    assert not (tmp_path / "run").exists()
