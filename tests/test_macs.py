@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import warnings
 
 import pytest
@@ -95,3 +97,16 @@ def test_folded_batch_norm_and_an_excluded_stem(tiny_recipe: Recipe) -> None:
     assert folded.excluded == stem > 0
     with_bn = count_macs(meta, image.to("meta")).total
     assert with_bn > folded.total + folded.excluded
+
+
+def test_counting_stays_clear_of_the_compiler_stack() -> None:
+    """What keeps `msad flops` instant: no torchvision, torch._dynamo or sympy imported to count (they cost seconds)."""
+    code = (
+        "import sys\n"
+        "from msad import api\n"
+        "api.capacity(api.paper_recipe(), widths=(0.25,), image_size=(64, 96))\n"
+        "print(sorted(m for m in ('torchvision', 'torch._dynamo', 'sympy', 'fvcore') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    assert done.stdout.strip() == "[]", done.stdout + done.stderr
+    assert not done.stderr.strip()  # no warnings
