@@ -138,6 +138,18 @@ def test_a_users_recipe_toml_is_never_overwritten(data: Path, tmp_path: Path) ->
     assert (out / "recipe.toml").read_text() == "# my own recipe\n"
 
 
+def test_synth_never_writes_over_a_users_files_without_force(tmp_path: Path) -> None:
+    root = tmp_path / "photos"
+    (root / "train").mkdir(parents=True)
+    mine = root / "train" / "000001.png"
+    mine.write_bytes(b"my holiday picture")
+    with pytest.raises(RunStateError, match=r"photos is not empty \(train\); .* pass --force"):
+        api.synth_data(root, train=2, val=1, image_size=(64, 64))
+    assert mine.read_bytes() == b"my holiday picture" and sorted(p.name for p in root.rglob("*")) == ["000001.png", "train"]
+    api.synth_data(root, train=2, val=1, image_size=(64, 64), force=True)  # asked for: written
+    assert (root / "annotations" / "train.json").is_file()
+
+
 def test_stale_temporaries_of_a_killed_write_are_removed_at_the_next_start(data: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     api.train(recipe_on(data), output=out)
