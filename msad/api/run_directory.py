@@ -68,8 +68,7 @@ def check_trainable(train_set: CocoDetection, recipe: Recipe) -> None:
     if train_set.num_boxes == 0:
         raise DataError(f"training set {where} has no (non-crowd) annotations: there is nothing to train on")
     data = recipe.data
-    kept = train_set.trainable_boxes(short_size=max(data.train_sizes), max_size=data.max_size, scale=data.scale)
-    if kept == 0:
+    if train_set.has_trainable_box(short_size=max(data.train_sizes), max_size=data.max_size, scale=data.scale) is False:
         raise RecipeError(
             f"data.scale = {data.scale:g}: every box of {where} shrinks below 1 pixel after resizing, so training "
             "would learn from nothing; raise data.scale (0.5 is the low-resolution setting)"

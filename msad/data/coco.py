@@ -218,13 +218,14 @@ class CocoDetection(torch.utils.data.Dataset):
         """Number of (non-crowd) annotated boxes."""
         return sum(len(b) for b in self._boxes)
 
-    def trainable_boxes(self, *, short_size: int, max_size: int, scale: float) -> int | None:
-        """How many boxes keep both sides above the minimum after resizing to ``short_size`` (long side capped) × ``scale``.
+    def has_trainable_box(self, *, short_size: int, max_size: int, scale: float) -> bool | None:
+        """Whether any box keeps both sides above the minimum after resizing to ``short_size`` (long side capped) × ``scale``.
 
-        ``None`` when the annotation file does not give every image's ``height`` and ``width``.
+        Stops at the first such box. ``None`` when an image before it lacks its ``height`` and ``width``.
         """
-        count = 0
         for index, img in enumerate(self._images):
+            if not len(self._boxes[index]):
+                continue
             try:
                 height, width = int(img["height"]), int(img["width"])
             except (KeyError, TypeError, ValueError):
@@ -233,8 +234,9 @@ class CocoDetection(torch.utils.data.Dataset):
             new_h, new_w = resized_shape(height, width, short_size, max_size, scale)
             sides_w = (boxes[:, 2] - boxes[:, 0]) * new_w / width
             sides_h = (boxes[:, 3] - boxes[:, 1]) * new_h / height
-            count += int(((sides_w > _MIN_SIDE) & (sides_h > _MIN_SIDE)).sum())
-        return count
+            if bool(((sides_w > _MIN_SIDE) & (sides_h > _MIN_SIDE)).any()):
+                return True
+        return False
 
     def target(self, index: int, height: int, width: int) -> Target:
         """Ground truth of image ``index`` in its original frame: boxes clipped, degenerate ones dropped."""
