@@ -78,16 +78,20 @@ def check_trainable(train_set: CocoDetection, recipe: Recipe) -> None:
 def check_output_file(path: str | Path, *, option: str) -> None:
     """Refuse an output file path that cannot be written, before any work is done.
 
+    Missing folders above ``path`` are fine (the writer creates them).
+
     Raises:
-        UsageError: ``path`` is a directory, its directory does not exist, or it cannot be written there.
+        UsageError: ``path`` is a directory, a file stands where a folder above it should be, or it is not writable.
     """
     path = Path(path)
     if path.is_dir():
         raise UsageError(f"{option} {path} is a directory; give a file name (e.g. {path / 'metrics.json'})")
-    parent = path.parent
-    if not parent.is_dir():
-        raise UsageError(f"{option} {path}: no such directory {parent}")
-    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+    existing = path.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UsageError(f"{option} {path}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise UsageError(f"{option} {path}: not writable")
 
 

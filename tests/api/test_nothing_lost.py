@@ -284,5 +284,6 @@ def test_eval_json_output_is_checked_before_evaluating(data: Path, tmp_path: Pat
     monkeypatch.setattr("msad.api.evaluation.launch", lambda *a, **k: pytest.fail("evaluated before checking --json"))
     with pytest.raises(UsageError, match="--json .* is a directory"):
         api.evaluate(recipe_on(data), result.weights, json_out=tmp_path)
-    with pytest.raises(UsageError, match="--json .*: no such directory"):
-        api.evaluate(recipe_on(data), result.weights, json_out=tmp_path / "nowhere" / "m.json")
+    (tmp_path / "a_file").write_text("")
+    with pytest.raises(UsageError, match="--json .*a_file is a file, not a folder"):
+        api.evaluate(recipe_on(data), result.weights, json_out=tmp_path / "a_file" / "m.json")
