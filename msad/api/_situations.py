@@ -53,11 +53,13 @@ def user_situations(what: str, *, output: Path | None = None) -> Iterator[None]:
         where = "" if output is None else "; " + last_checkpoint(output)
         raise Interrupted(f"{what} interrupted{where}") from None
     except OSError as err:
-        if err.errno != errno.ENOSPC:
-            raise
         place = f" ({err.filename})" if err.filename else ""
         where = "" if output is None else "; " + last_checkpoint(output)
-        raise ResourceError(f"{what} stopped: no space left on the device{place}; free disk space{where}") from err
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise ResourceError(f"{what} stopped: no space left on the device{place}; free disk space{where}") from err
+        if err.errno in (errno.EACCES, errno.EROFS) and err.filename:
+            raise ResourceError(f"{what} stopped: cannot write{place}: {err.strerror}; choose a writable --output{where}") from err
+        raise
     except (MemoryError, RuntimeError) as err:
         if not _out_of_memory(err):
             raise

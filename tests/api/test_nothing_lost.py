@@ -244,6 +244,15 @@ def test_disk_full_is_the_users_situation(data: Path, tmp_path: Path, monkeypatc
         api.train(recipe_on(data), output=tmp_path / "run")
 
 
+def test_a_read_only_output_is_the_users_situation(data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def denied(path, *args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(path))
+
+    monkeypatch.setattr("msad.engine.trainer.save_weights", denied)
+    with pytest.raises(ResourceError, match=r"cannot write \(.*last.safetensors\): Permission denied; choose a writable --output"):
+        api.train(recipe_on(data), output=tmp_path / "run")
+
+
 def test_out_of_memory_is_the_users_situation(data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def oom(self, iteration, batch):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
