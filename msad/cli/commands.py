@@ -151,7 +151,7 @@ def predict(
     precision: Annotated[str, typer.Option(help="fp32, or bf16 (autocast, batch norm folded).")] = "fp32",
     runtime: Annotated[str, typer.Option(help="auto (by the file's suffix), torch, onnx or torch.export.")] = "auto",
     annotations: Annotated[Optional[Path], typer.Option(help="COCO annotations whose image ids (by file_name) and category ids the results use, so COCO.loadRes accepts them.")] = None,
-    input_scale: Annotated[Optional[str], typer.Option("--input-scale", help="What the images are: hr (resized as in eval; a student sees the ×1/k copy) or lr (a student's LR input, as given) [default: lr for a student, else hr].")] = None,
+    input_scale: Annotated[Optional[str], typer.Option("--input-scale", help="What the images are: hr (resized as in eval; a student sees the ×1/k copy) or lr (a student's LR input, as given); default: lr for a student, else hr.")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass (each padded on its own).")] = 4,
     workers: Annotated[int, typer.Option(min=0, help="Processes decoding images.")] = 2,
     force: Annotated[bool, typer.Option("--force", help="Write into a directory holding other files (inputs are never overwritten).")] = False,
