@@ -145,6 +145,15 @@ def _msad_recipe():
     })})
 
 
+class _PerBranchTargets(TeacherTask):
+    """The teacher's losses as before issue #12: FCOS targets assigned again for each of the three branches."""
+
+    def losses(self, model: nn.Module, batch: Batch, iteration: int) -> dict:
+        out = model(batch.images)
+        return {name: weight * value for branch, weight in self.branch_weights.items()
+                for name, value in self.detection_losses(out.branch(branch), batch, f"{branch}_").items()}
+
+
 def _msad_train(args, device, batch: Batch) -> dict[str, Callable[[], None]]:
     recipe = _msad_recipe()
     crit, post = FCOSCriterion(num_classes=NUM_CLASSES), FCOSPostProcess()
@@ -160,9 +169,13 @@ def _msad_train(args, device, batch: Batch) -> dict[str, Callable[[], None]]:
         input_factor=2, ramp_iters=0,
     )
     batch = Batch(images=batch.images.contiguous(memory_format=fmt), image_sizes=batch.image_sizes, targets=batch.targets)
+    per_branch = _PerBranchTargets(model=teacher, criterion=crit, postprocess=post)
     return {
         "msad FCOS train step": _train_step(baseline, lambda: base_task.losses(baseline.train(), batch, 0), args, device),
         "msad teacher train step": _train_step(teacher, lambda: teacher_task.losses(teacher.train(), batch, 0), args, device),
+        "msad teacher train step, targets per branch": _train_step(
+            teacher, lambda: per_branch.losses(teacher.train(), batch, 0), args, device
+        ),
         "msad student train step": _train_step(student, lambda: student_task.losses(student.train(), batch, 0), args, device),
     }
 

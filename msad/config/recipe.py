@@ -309,6 +309,7 @@ class RunRecipe(BaseModel):
     sync_bn: bool | Literal["auto"] = "auto"  # auto: SyncBN when several CUDA ranks train a BatchNorm model
     device: DeviceChoice = "auto"
     tensorboard: bool = False  # also TensorBoard events in output/tensorboard (pip install 'msad[tensorboard]')
+    compile: bool = False  # torch.compile the trained model's forward (evaluation and checkpoints stay eager)
 
     @field_validator("best_metric", mode="before")
     @classmethod

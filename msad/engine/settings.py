@@ -89,6 +89,8 @@ class RunSettings:
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
         tensorboard: also write the ``metrics.jsonl`` scalars, and a few predicted images at each evaluation,
             as TensorBoard events under ``output/tensorboard`` (needs the ``msad[tensorboard]`` extra).
+        compile: run the training forward through ``torch.compile`` (the EMA, evaluation and saved weights use the
+            eager module); off unless asked for.
     """
 
     output: Path
@@ -101,6 +103,7 @@ class RunSettings:
     sync_bn: bool | str
     device: DeviceChoice
     tensorboard: bool
+    compile: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "output", Path(self.output))

@@ -192,6 +192,8 @@ class Trainer:
         if self.world_size > 1:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             self.ddp_model = DistributedDataParallel(model, device_ids=device_ids, find_unused_parameters=False)
+        if self.run.compile:  # the training forward only: eval_model() and the saved weights stay the eager module
+            self.ddp_model = torch.compile(self.ddp_model)
         self.resuming = resuming
         self.metrics = MetricsWriter(self.output / "metrics.jsonl", resume_iteration=self.start_iter if resuming else None) if self.rank == 0 else None
         self._written.append("metrics.jsonl")
