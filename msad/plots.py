@@ -61,7 +61,7 @@ def curves_figure(records: Iterable[dict[str, Any]], *, title: str = "", log_sca
         _kd_panel(axes[1], train)
     _eval_panel(axes[-1], evals)
     for ax in axes:
-        ax.set_xlim(0, last * 1.02)
+        ax.set_xlim(0, last * 1.04)
         ax.set_xlabel("iteration")
         ax.grid(True, alpha=0.3)
     figure.suptitle(title or "training curves", fontsize=11)
@@ -146,13 +146,18 @@ def _style(name: str) -> dict[str, Any]:
     return style
 
 
+def _marker(xs: Sequence[float]) -> str | None:
+    """Dots on a series too short to read as a line (a run of a few logging periods)."""
+    return "o" if len(xs) < 3 else None
+
+
 def _loss_panel(ax: Axes, losses: Series, *, log_scale: bool) -> None:
     """Every loss term against the iteration."""
     ordered = sorted(losses, key=lambda k: (k != "total_loss", k))
     for name in ordered:
         xs, ys = zip(*losses[name], strict=True)
         label = f"{name} (× ramp)" if name == "loss_kd" else name
-        ax.plot(xs, ys, label=label, **_style(name))
+        ax.plot(xs, ys, label=label, marker=_marker(xs), **_style(name))
     if log_scale and losses and all(y > 0 for v in losses.values() for _, y in v):
         _plain_log_axis(ax)
     ax.set_title("training losses" + (" (log scale)" if ax.get_yscale() == "log" else ""), fontsize=10)
@@ -176,16 +181,17 @@ def _plain_log_axis(ax: Axes) -> None:
 def _kd_panel(ax: Axes, train: Series) -> None:
     """The distillation term raw and weighted, and its weight's ramp on a twin axis."""
     xs, raw = zip(*train["kd_raw"], strict=True)
-    ax.plot(xs, raw, color="tab:purple", label="kd_raw (before weight)")
+    ax.plot(xs, raw, color="tab:purple", marker=_marker(xs), label="kd_raw (before weight)")
     xs, weighted = zip(*train["loss_kd"], strict=True)
-    ax.plot(xs, weighted, color="tab:purple", linestyle="--", label="loss_kd (weighted, in total_loss)")
+    ax.plot(xs, weighted, color="tab:purple", linestyle="--", marker=_marker(xs), label="loss_kd (weighted, in total_loss)")
     ax.set_ylabel("distillation loss")
     ax.set_title("distillation term", fontsize=10)
     lines, labels = ax.get_legend_handles_labels()
     if "kd_weight" in train:
         twin = ax.twinx()
         xs, weight = zip(*train["kd_weight"], strict=True)
-        twin.plot(xs, weight, color="tab:gray", linestyle=":", linewidth=2, label="kd_weight (ramp, right axis)")
+        twin.plot(xs, weight, color="tab:gray", linestyle=":", linewidth=2, marker=_marker(xs),
+                  label="kd_weight (ramp, right axis)")
         twin.set_ylim(0, max(max(weight), 1e-12) * 1.1)
         twin.set_ylabel("KD weight (kd_weight × warm-up ramp)")
         more_lines, more_labels = twin.get_legend_handles_labels()
@@ -200,7 +206,8 @@ def _eval_panel(ax: Axes, evals: Series) -> None:
         ax.plot(xs, ys, marker="o", markersize=4, label=name, linewidth=2.2 if name == "AP" else 1.2)
     ax.set_title("evaluation", fontsize=10)
     ax.set_ylabel("COCO metric (0–100)")
-    ax.set_ylim(bottom=0)
+    top = ax.get_ylim()[1]
+    ax.set_ylim(-0.03 * top, top)  # from zero, with room for a point at zero
     _legend_or_note(ax, bool(evals), "no evaluation records")
 
 
