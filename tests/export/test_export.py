@@ -110,3 +110,40 @@ def test_not_an_exported_file(tmp_path: Path) -> None:
         ExportedDetector(bad)
     with pytest.raises(ExportError, match=".onnx or .pt2"):
         ExportedDetector(Path(__file__))
+
+
+def test_cli_predict_runs_the_exported_onnx_file(exported, synth_dataset: Path, tmp_path: Path, capsys) -> None:
+    from msad.cli.main import main
+
+    weights, result = exported("student")  # exported for HR images: msad predict hands it each image as given
+    onnx = next(p for p in result.files if p.suffix == ".onnx")
+    images = tmp_path / "images"
+    images.mkdir()
+    for src in sorted((synth_dataset / "val").iterdir())[:2]:
+        (images / src.name).write_bytes(src.read_bytes())
+    with pytest.raises(SystemExit) as done:
+        main(["predict", str(images), "--weights", str(onnx), "--runtime", "onnx", "-o", str(tmp_path / "out"),
+              "--score-threshold", "0.1", "--no-draw"])
+    assert done.value.code in (0, None)
+    import json
+
+    preds = json.loads((tmp_path / "out" / "predictions.json").read_text())
+    detector = ExportedDetector(onnx, score_threshold=0.1)
+    expected = sum(len(detector(read_image(p)).scores) for p in sorted(images.iterdir()))
+    assert len(preds) == expected > 0
+    assert {p["category_id"] for p in preds} <= set(result.spec.category_ids)
+    with pytest.raises(SystemExit) as refused:
+        main(["predict", str(images), "--weights", str(weights), "--runtime", "onnx", "-o", str(tmp_path / "no")])
+    assert refused.value.code == 2
+    assert "--runtime onnx runs a .onnx file" in capsys.readouterr().err
+
+
+def test_cli_export_refuses_a_bad_target_in_one_line(trained_baseline, tmp_path: Path, capsys) -> None:
+    from msad.cli.main import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["export", str(trained_baseline.weights), str(tmp_path / "model.tflite")])
+    err = capsys.readouterr().err.strip()
+    assert done.value.code == 1 and len(err.splitlines()) == 1
+    assert "give a .onnx or .pt2 file, or a directory for both" in err
+    assert not (tmp_path / "model.tflite").exists()
