@@ -8,6 +8,7 @@
 >>> api.evaluate(recipe, student.weights)["metrics"]["AP"]        # doctest: +SKIP
 """
 
+from msad.api.compare import ComparisonRow, compare
 from msad.api.flops import PAPER_WIDTHS, CapacityReport, CapacityRow, capacity, paper_recipe
 from msad.api.convert import convert_detectron2
 from msad.api.convert_backbone import convert_slimmable
@@ -18,6 +19,8 @@ from msad.api.training import TrainResult, distill, train, train_teacher
 from msad.api.weights import Checkpoint, load_model, read_checkpoint
 
 __all__ = [
+    "ComparisonRow",
+    "compare",
     "PAPER_WIDTHS",
     "CapacityReport",
     "CapacityRow",
