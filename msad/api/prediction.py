@@ -195,9 +195,10 @@ def predict(
     """
     files = find_images(inputs)
     relative = relative_names(files)
-    drawings = drawing_names(relative) if draw else []
+    ours = drawing_names(relative)  # an earlier run's drawings of these images are not foreign, drawn or not now
+    drawings = ours if draw else []
     out = Path(output)
-    check_output_dir(out, files, [PurePosixPath(PREDICTIONS), *drawings], force=force)
+    check_output_dir(out, files, [PurePosixPath(PREDICTIONS), *ours], force=force)
     predictor = _predictor(
         weights, runtime, score_threshold=score_threshold, device=device, precision=precision, input_scale=input_scale
     )
