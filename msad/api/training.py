@@ -90,8 +90,10 @@ def stage_output(recipe: Recipe, role: str, output: str | Path | None = None) ->
 
 
 def _check_teacher_kept(teacher: str | Path, out: Path) -> None:
-    """Refuse a student run whose directory holds the ``--teacher`` file (it could overwrite or remove it)."""
-    if os.path.realpath(Path(teacher).parent) == os.path.realpath(out):
+    """Refuse a student run whose directory holds the ``--teacher`` file, or the file a link given as
+    ``--teacher`` points to (the run could overwrite or remove it)."""
+    folders = {os.path.realpath(Path(teacher).parent), os.path.dirname(os.path.realpath(teacher))}
+    if os.path.realpath(out) in folders:
         raise UsageError(
             f"--teacher {teacher} is in the output directory {out}, which the student run writes into "
             "(even with --force it is never overwritten): choose another --output, e.g. the default {run.output}/student"

@@ -184,6 +184,9 @@ def test_stages_default_to_their_own_directories_and_the_teacher_is_never_overwr
     at_root = ["--set", f'run.output="{root}"']
     for out in (["-o", root / "teacher"], ["-o", root / "teacher", "--force"], ["-o", root / "teacher" / "." ]):
         fails(["distill", tiny_recipe_file, "-t", teacher, *at_root, *out], capsys, 2, str(teacher), "--output")
+    link = tmp_path / "teacher_link.safetensors"
+    link.symlink_to(teacher)  # writing the student over the link's target would replace the teacher too
+    fails(["distill", tiny_recipe_file, "-t", link, *at_root, "-o", root / "teacher", "--force"], capsys, 2, str(link))
     assert tree_digest(root / "teacher") == before
 
     code, _, err = run(["distill", tiny_recipe_file, "-t", teacher, *at_root], capsys)
