@@ -228,7 +228,11 @@ def predict(
     return PredictResult(predictions, drawn, len(results), len(files))
 
 
-def _run(predictor, files, drawings, staging, image_ids, label_ids, names, *, batch_size, num_workers, progress) -> list[dict]:
+def _run(
+    predictor: Callable[[Tensor], Detections], files: list[Path], drawings: list[PurePosixPath], staging: Path,
+    image_ids: list[int], label_ids: list[int], names: list[str], *, batch_size: int, num_workers: int,
+    progress: Callable[[int, int], None] | None,
+) -> list[dict]:
     """Detect on every file, batch by batch; draw into ``staging``; return the COCO results."""
     loader = DataLoader(_ImageFiles(files), batch_size=batch_size, num_workers=num_workers, collate_fn=list)
     detect = getattr(predictor, "batch", None) or (lambda images: [predictor(image) for image in images])
