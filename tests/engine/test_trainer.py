@@ -56,7 +56,7 @@ def test_run_writes_checkpoints_metrics_and_plots(tmp_path):
     env = json.loads((tmp_path / "environment.json").read_text())
     assert env["world_size"] == 1 and env["device"] == "cpu" and env["torch"] == torch.__version__
     with Image.open(tmp_path / "curves.png") as image:
-        assert image.size == (1280, 450)
+        assert image.size == (1120, 420)  # two panels (losses, evaluation) of msad.plots.curves_figure
         assert len(image.convert("RGB").getcolors(maxcolors=1 << 20)) > 4  # something was drawn
 
 
