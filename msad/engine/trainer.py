@@ -47,6 +47,8 @@ from msad.serialization import atomic_write_text, save_weights
 
 __all__ = ["TrainTask", "TrainingDiverged", "RunExistsError", "Trainer", "seed_everything"]
 
+#: What :meth:`Trainer.run_step` returns: ``(iteration, lr, names, device values)``.
+StepResult = tuple[int, float, list[str], Tensor]
 #: ``make_train_loader(start_iter, rank, world_size)`` → batches ``start_iter, start_iter + 1, …`` of this rank.
 LoaderFactory = Callable[[int, int, int], Iterator[Any]]
 
@@ -285,33 +287,50 @@ class Trainer:
         return self.final_metrics
 
     def _train(self) -> None:
-        """The iteration loop from ``start_iter``."""
+        """The iteration loop from ``start_iter``.
+
+        Each step's loss terms stay on the device; they are brought to the host (one synchronisation) every
+        ``run.log_period`` iterations and before any checkpoint, evaluation or the end, checked for NaN/inf
+        (raising :class:`TrainingDiverged` for the first bad iteration, before anything more is written), then
+        logged and shown.
+        """
         loader = iter(self.make_train_loader(self.start_iter, self.rank, self.world_size))
         window: dict[str, float] = {}
+        pending: list[StepResult] = []
         count, window_start = 0, time.perf_counter()
         for iteration in range(self.start_iter, self.solver.iters):
-            stats = self.run_step(iteration, _next_batch(loader, iteration))
+            pending.append(self.run_step(iteration, _next_batch(loader, iteration)))
             done, count = iteration + 1, count + 1
             self._iterations_done += 1
-            for key, value in stats.items():
-                window[key] = window.get(key, 0.0) + value
+            last_iter = done == self.solver.iters
+            to_checkpoint = last_iter or bool(self.run.checkpoint_period and done % self.run.checkpoint_period == 0)
+            to_evaluate = last_iter or bool(self.run.eval_period and done % self.run.eval_period == 0)
+            to_log = last_iter or done % self.run.log_period == 0
+            if not (to_log or to_checkpoint or to_evaluate):
+                continue
+            stats = {}
+            for stats in self._flush(pending):
+                for key, value in stats.items():
+                    window[key] = window.get(key, 0.0) + value
+            pending = []
             seconds = (time.perf_counter() - window_start) / count
-            shown = {**stats, "images_per_s": self.solver.batch_size / seconds}
-            self.progress.update(done, shown)
-            if done % self.run.log_period == 0 or done == self.solver.iters:
+            self.progress.update(done, {**stats, "images_per_s": self.solver.batch_size / seconds})
+            if to_log:
                 self._log_train(done, {k: v / count for k, v in window.items()} | {"lr": stats["lr"]}, seconds)
                 window, count, window_start = {}, 0, time.perf_counter()
             # checkpoint first: an evaluation that fails never costs the weights or the resumable state
-            if done == self.solver.iters or (self.run.checkpoint_period and done % self.run.checkpoint_period == 0):
+            if to_checkpoint:
                 self.checkpoint(done)
-            if done == self.solver.iters or (self.run.eval_period and done % self.run.eval_period == 0):
+            if to_evaluate:
                 self.evaluate(done)
 
-    def run_step(self, iteration: int, batch: Any) -> dict[str, float]:
-        """One optimisation step; returns the lr and the rank-averaged loss terms (plus ``total_loss``).
+    def run_step(self, iteration: int, batch: Any) -> StepResult:
+        """One optimisation step without a host synchronisation.
 
-        Raises:
-            TrainingDiverged: a loss term is NaN or infinite on any rank (checked before backward, on all ranks).
+        Returns:
+            ``(iteration, lr, names, values)``: the rank-averaged loss terms, ``total_loss`` and the task's logged
+            scalars as one device tensor; :meth:`_flush` brings them to the host and checks them (NaN/inf raise
+            :class:`TrainingDiverged` there, before any checkpoint, evaluation or log line is written).
         """
         lr = self.schedule.step(iteration)
         batch = batch.to(self.device)
@@ -322,10 +341,7 @@ class Trainer:
         total = sum(losses.values())
         logged = self.task.logged_scalars() if hasattr(self.task, "logged_scalars") else {}
         values = [v.detach().float().reshape(()) for v in [*losses.values(), total, *logged.values()]]
-        reduced = dict(zip([*losses, "total_loss", *logged], du.all_reduce_mean(torch.stack(values)).tolist(), strict=True))
-        if not all(math.isfinite(reduced[k]) for k in [*losses, "total_loss"]):
-            last = self.output / "last.safetensors"
-            raise TrainingDiverged(iteration, reduced, str(last) if last.exists() else None)
+        reduced = du.all_reduce_mean(torch.stack(values))
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
         if self.solver.clip_grad_norm > 0:
@@ -335,7 +351,23 @@ class Trainer:
         self.scaler.update()
         if self.ema is not None:
             self.ema.update(self.model)
-        return {"lr": lr, **reduced}
+        names = [*losses, "total_loss", "|", *logged]  # "|" separates the checked terms from the logged ones
+        return iteration, lr, names, reduced
+
+    def _flush(self, pending: list[StepResult]) -> Iterator[dict[str, float]]:
+        """The host values of pending steps (one synchronisation), in order; raises on the first non-finite one."""
+        if not pending:
+            return
+        host = torch.cat([values for *_, values in pending]).tolist()
+        offset = 0
+        for iteration, lr, names, values in pending:
+            row, offset = host[offset: offset + len(values)], offset + len(values)
+            checked = names.index("|")
+            stats = dict(zip(names[:checked] + names[checked + 1:], row, strict=True))
+            if not all(math.isfinite(v) for v in row[:checked]):
+                last = self.output / "last.safetensors"
+                raise TrainingDiverged(iteration, stats, str(last) if last.exists() else None)
+            yield {"lr": lr, **stats}
 
     def _autocast(self) -> contextlib.AbstractContextManager:
         """Autocast for the configured AMP mode (a no-op when off)."""
