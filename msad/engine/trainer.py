@@ -1,7 +1,9 @@
 """The one training engine: any :class:`TrainTask` (baseline, teacher, student), one rank or many.
 
 One iteration (:meth:`Trainer.run_step`): set the lr, forward under autocast, average the loss terms over
-ranks and stop on a non-finite one, backward (through a GradScaler for fp16), clip, step, update the EMA.
+ranks (on the device), backward (through a GradScaler for fp16), clip, step, update the EMA. The loss values
+reach the host every ``log_period`` iterations and before any checkpoint or evaluation, where a non-finite one
+stops the run (naming its iteration) before anything more is written: no host synchronisation per step.
 Around it, :meth:`Trainer.fit` evaluates every ``eval_period`` iterations and at the end, checkpoints every
 ``checkpoint_period`` iterations and at the end, and logs to ``metrics.jsonl`` and the progress display.
 
