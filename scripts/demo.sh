@@ -17,7 +17,7 @@ $MSAD train recipes/tiny.toml --output "$OUT/baseline_lr" --force --set data.sca
   --set solver.iters=400 --set "solver.steps=[300,370]"
 $MSAD train recipes/tiny.toml --output "$OUT/baseline_hr" --force
 $MSAD compare "$OUT/baseline_lr/last.safetensors" "$OUT/student/last.safetensors" "$OUT/baseline_hr/last.safetensors" \
-  --name "LR baseline (FCOS, ½ size)" --name "MSAD student (½ size)" --name "HR baseline (FCOS, full size)" \
+  --name "LR baseline" --name "MSAD student" --name "HR baseline" \
   --json "$OUT/compare.json"
 echo "These are CPU-minute numbers (a width-0.25 model trained for a few hundred iterations on synthetic data);"\
   "for the real comparison see benchmarks/README.md."

@@ -37,7 +37,7 @@ def compare(
     }
     devices = ", ".join(sorted({row.device for row in rows}))
     _out.print(rows_table("side by side", table_rows))
-    _out.print(f"capacity: backbone multiply-adds relative to S-R50 width 1.0 on the HR image (the paper's column); "
+    _out.print(f"capacity: backbone multiply-adds relative to S-R50 width 1.0 on the HR image (the paper's column)\n"
                f"images/s: forward + decoding + NMS, batch {batch_size}, measured here on {devices}")
 
 
