@@ -234,27 +234,26 @@ class _Counting(TorchFunctionMode):
             self._add(_MATMUL[name], macs, name)
             return out
         out = _shape_only(name, args, kwargs)
-        if out is NotImplemented:
-            out = func(*args, **kwargs)
-        elif name not in _FREE:
+        if out is NotImplemented:  # views, sizes, properties…: cheap on meta, run as they are
+            return func(*args, **kwargs)
+        if name not in _FREE:
             self._skip(_ELEMENTWISE.get(name, name))
-        elif name == "max_pool2d":
-            self._skip(name)
         return out
 
     def _add(self, operator: str, macs: float | None, name: str) -> None:
-        if self.result is None or self.paused:
-            if self.result is not None and macs:
-                self.result.excluded += macs
+        """Count ``macs`` of a counted operator (``None``: a variant fvcore does not count, listed as skipped)."""
+        if self.result is None:
             return
         if macs is None:
             self._skip(name)
-        elif macs:
+        elif self.paused:
+            self.result.excluded += macs
+        else:
             self.result.total += macs
             self.result.by_operator[operator] += macs
 
     def _skip(self, name: str) -> None:
-        if self.result is not None and not self.paused and not name.endswith(("_grad_enabled",)):
+        if self.result is not None and not self.paused:
             self.result.skipped[f"aten::{name}"] += 1
 
 
