@@ -96,7 +96,7 @@ def _check_teacher_kept(teacher: str | Path, out: Path) -> None:
     if os.path.realpath(out) in folders:
         raise UsageError(
             f"--teacher {teacher} is in the output directory {out}, which the student run writes into "
-            "(even with --force it is never overwritten): choose another --output, e.g. the default {run.output}/student"
+            "(even with --force it is never overwritten): pass an --output other than the teacher's folder"
         )
 
 
