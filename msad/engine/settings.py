@@ -103,7 +103,7 @@ class RunSettings:
     sync_bn: bool | str
     device: DeviceChoice
     tensorboard: bool
-    compile: bool = False
+    compile: bool
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "output", Path(self.output))
