@@ -60,7 +60,8 @@ def _parse() -> argparse.Namespace:
     parser.add_argument("--boxes", type=int, default=20, help="ground-truth boxes per image")
     parser.add_argument("--iters", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--mode", choices=("all", "train", "infer"), default="all")
+    parser.add_argument("--mode", choices=("all", "train", "infer", "loss"), default="all",
+                        help="loss: the teacher's three branch losses alone (targets once vs per branch), forward only")
     parser.add_argument("--only", default="", help="train mode: comma-separated substrings of the rows to run (e.g. teacher,student)")
     parser.add_argument("--variants", default="fp32", help=f"inference variants, comma-separated among {','.join(VARIANTS)}")
     parser.add_argument("--amp", choices=("off", "bf16"), default="off", help="train steps: autocast")
@@ -85,8 +86,10 @@ def _batch(args: argparse.Namespace, device: torch.device) -> Batch:
     return Batch(images=images, image_sizes=[(args.height, args.width)] * args.batch, targets=targets).to(device)
 
 
-def _time_all(fns: dict[str, Callable[[], None]], args: argparse.Namespace, device: torch.device) -> dict[str, float]:
-    """Median seconds of each function; the timed iterations are interleaved (one of each per round), so that
+def _time_all(
+    fns: dict[str, Callable[[], None]], args: argparse.Namespace, device: torch.device, stat=statistics.median
+) -> dict[str, float]:
+    """Median (or ``stat``) seconds of each function; the timed iterations are interleaved (one of each per round), so that
     drift of the machine (clock, other load) falls on every contender alike."""
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     for fn in fns.values():
@@ -100,7 +103,7 @@ def _time_all(fns: dict[str, Callable[[], None]], args: argparse.Namespace, devi
             fn()
             sync()
             times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
+    return {name: stat(values) for name, values in times.items()}
 
 
 def _autocast(enabled: bool, device: torch.device):
@@ -321,6 +324,8 @@ def main() -> None:
         report["train"] = _run_train(args, device, batch)
     if args.mode in ("all", "infer"):
         report["inference"] = _run_infer(args, device, batch)
+    if args.mode == "loss":
+        report["loss"] = _run_loss(args, device, batch)
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(report, handle, indent=1)
@@ -363,6 +368,27 @@ def _run_infer(args, device, batch: Batch) -> dict[str, dict[str, float]]:
         out[name] = {"seconds": seconds, "gflops": gflops, "fraction_of_conv": fraction}
     out["conv_reference_gflops"] = reference
     return out
+
+
+def _run_loss(args, device, batch: Batch) -> dict[str, float]:
+    """The teacher's three branch losses on fixed head outputs: targets assigned once vs once per branch."""
+    recipe = _msad_recipe()
+    crit, post = FCOSCriterion(num_classes=NUM_CLASSES), FCOSPostProcess()
+    teacher = build_model(recipe, role="teacher", num_classes=NUM_CLASSES).to(device)
+    with torch.no_grad():
+        out = teacher(batch.images)
+    once = TeacherTask(model=teacher, criterion=crit, postprocess=post)
+    per_branch = _PerBranchTargets(model=teacher, criterion=crit, postprocess=post)
+    frozen = lambda *a, **k: out  # noqa: E731 - the network is not what is timed here
+    fns = {
+        "teacher losses, targets once": lambda: once.losses(frozen, batch, 0),
+        "teacher losses, targets per branch": lambda: per_branch.losses(frozen, batch, 0),
+    }
+    results = _time_all(fns, args, device, stat=min)  # milliseconds on a shared machine: the least disturbed run
+    print(f"\nteacher branch losses on fixed outputs ({args.boxes} boxes per image), fastest of {args.iters}")
+    for name, seconds in results.items():
+        print(f"{name:40s} {seconds * 1000:9.2f} ms")
+    return results
 
 
 if __name__ == "__main__":
