@@ -7,7 +7,8 @@
 #
 # Environment: PROFILE (coco|small, default coco), SEEDS (3), JOBS (runs at once on the one GPU, default 8),
 # ITERS (iterations of every stage, default the recipe's 600), WORKERS (data workers per run, default 1),
-# OUT (default runs/gpu_bench_$PROFILE). Rerunning the same command resumes: finished runs are reused.
+# OUT (default runs/gpu_bench_${PROFILE}_${ITERS}). Rerunning the same command resumes: finished runs are reused
+# as they are, so a changed ITERS needs its own OUT (the default does that).
 # Results: $OUT/accuracy.md (mean ± std per row, paired differences with 95 % intervals), accuracy.json, accuracy.png.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,7 +17,7 @@ SEEDS=${SEEDS:-3}
 JOBS=${JOBS:-8}
 ITERS=${ITERS:-600}
 WORKERS=${WORKERS:-1}
-OUT=${OUT:-runs/gpu_bench_$PROFILE}
+OUT=${OUT:-runs/gpu_bench_${PROFILE}_${ITERS}}
 PY=${PYTHON:-.venv/bin/python}
 STEPS="[$((ITERS * 3 / 4)),$((ITERS * 11 / 12))]"
 args=(--profile "$PROFILE" --seeds "$SEEDS" --jobs "$JOBS" --out "$OUT" --resume
