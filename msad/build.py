@@ -14,7 +14,7 @@ Each role gets exactly the pyramid levels it uses, so every parameter it trains 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from torch import nn
@@ -215,9 +215,10 @@ def _collator(recipe: Recipe, divisibility: int) -> Collator:
     return Collator(size_divisibility=divisibility, pixel_mean=tuple(model.pixel_mean), pixel_std=tuple(model.pixel_std))
 
 
-def build_train_collator(recipe: Recipe, role: str) -> Collator:
-    """Collator of a role's training batches."""
-    return _collator(recipe, _sizes(recipe, role).train)
+def build_train_collator(recipe: Recipe, role: str, *, normalize_on_device: bool = False) -> Collator:
+    """Collator of a role's training batches (``normalize_on_device``: ``uint8`` batches, normalised by
+    ``Batch.to(device)``, as the training loader makes them)."""
+    return replace(_collator(recipe, _sizes(recipe, role).train), normalize_on_device=normalize_on_device)
 
 
 def build_eval_collator(recipe: Recipe, role: str) -> Collator:

@@ -55,11 +55,13 @@ class Batch:
     """A padded, normalised image batch with its ground truth and geometry.
 
     Attributes:
-        images: ``[B, 3, H, W]`` float tensor, normalised, zero-padded at the bottom/right.
+        images: ``[B, 3, H, W]`` float tensor, normalised, zero-padded at the bottom/right; or, with ``pixel_mean``
+            and ``pixel_std`` set, the raw ``uint8`` pixels (zero-padded), normalised by :meth:`to` on the device.
         image_sizes: ``(h, w)`` of each image inside ``images`` before padding.
         targets: one :class:`Target` per image, boxes in the frame of ``images``.
         image_ids: dataset image id of each image (COCO ``id``), ``-1`` when unknown.
         original_sizes: ``(h, w)`` of each image as stored on disk; predictions are mapped back to it.
+        pixel_mean, pixel_std: the normalisation still to apply to ``uint8`` images (``None`` once applied).
     """
 
     images: Tensor
@@ -67,13 +69,17 @@ class Batch:
     targets: list[Target] = field(default_factory=list)
     image_ids: list[int] = field(default_factory=list)
     original_sizes: list[tuple[int, int]] = field(default_factory=list)
+    pixel_mean: tuple[float, float, float] | None = None
+    pixel_std: tuple[float, float, float] | None = None
 
     def to(self, device: torch.device | str) -> Batch:
-        """Return a copy with every tensor on ``device``."""
+        """Return a copy with every tensor on ``device``; ``uint8`` images travel as they are (a quarter of the
+        bytes of float) and are normalised there, their padding set to zero as the CPU collator does."""
+        images = self.images.to(device, non_blocking=True)
+        if self.pixel_mean is not None and self.pixel_std is not None:
+            images = _normalize(images, self.image_sizes, self.pixel_mean, self.pixel_std)
         return replace(
-            self,
-            images=self.images.to(device, non_blocking=True),
-            targets=[t.to(device) for t in self.targets],
+            self, images=images, targets=[t.to(device) for t in self.targets], pixel_mean=None, pixel_std=None,
         )
 
     def pin_memory(self) -> Batch:
@@ -82,6 +88,21 @@ class Batch:
 
     def __len__(self) -> int:
         return self.images.shape[0]
+
+
+def _normalize(
+    images: Tensor, sizes: list[tuple[int, int]], mean: tuple[float, float, float], std: tuple[float, float, float]
+) -> Tensor:
+    """``(x - mean) / std`` of ``uint8`` images on their device, zero outside each image's ``(h, w)``."""
+    m = torch.tensor(mean, dtype=torch.float32, device=images.device).view(1, 3, 1, 1)
+    s = torch.tensor(std, dtype=torch.float32, device=images.device).view(1, 3, 1, 1)
+    out = (images.float() - m) / s
+    height, width = images.shape[-2:]
+    rows = torch.arange(height, device=images.device)
+    cols = torch.arange(width, device=images.device)
+    limits = torch.tensor(sizes, device=images.device).view(-1, 2, 1)
+    inside = (rows[None, :] < limits[:, 0])[:, :, None] & (cols[None, :] < limits[:, 1])[:, None, :]
+    return out * inside[:, None]
 
 
 @dataclass

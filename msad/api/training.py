@@ -133,7 +133,7 @@ def _train_worker(job: _Job) -> dict[str, float]:
     solver = solver_settings(recipe, role=job.role)
     run = recipe.run
     settings = run_settings(recipe)
-    collate = build_train_collator(recipe, job.role)
+    collate = build_train_collator(recipe, job.role, normalize_on_device=True)  # uint8 to the device, normalised there
 
     def loader(start: int, rank: int, world_size: int):
         return build_train_loader(

@@ -29,6 +29,8 @@ class Collator:
         size_divisibility: the padded height and width are rounded up to a multiple of this (``<= 1``: no rounding).
         pixel_mean: per-channel mean subtracted from 0–255 RGB.
         pixel_std: per-channel standard deviation divided by.
+        normalize_on_device: leave the padded images ``uint8`` (a quarter of the bytes to pin and copy) and let
+            :meth:`Batch.to` normalise them on the device; the training loader uses this.
 
     ``None`` items (images skipped during evaluation) are dropped; an all-``None`` list gives an empty batch.
     """
@@ -36,11 +38,13 @@ class Collator:
     size_divisibility: int = 32
     pixel_mean: tuple[float, float, float] = PIXEL_MEAN
     pixel_std: tuple[float, float, float] = PIXEL_STD
+    normalize_on_device: bool = False
 
     def __call__(self, items: Sequence[Item | None]) -> Batch:
         """Collate dataset items ``(image uint8 [3, h, w], target, meta)`` into a normalised, padded batch."""
         return collate(
-            items, size_divisibility=self.size_divisibility, pixel_mean=self.pixel_mean, pixel_std=self.pixel_std
+            items, size_divisibility=self.size_divisibility, pixel_mean=self.pixel_mean, pixel_std=self.pixel_std,
+            normalize=not self.normalize_on_device,
         )
 
 
@@ -60,6 +64,7 @@ def collate(
     size_divisibility: int = 32,
     pixel_mean: Sequence[float] = PIXEL_MEAN,
     pixel_std: Sequence[float] = PIXEL_STD,
+    normalize: bool = True,
 ) -> Batch:
     """Normalise ``(x - mean) / std``, zero-pad bottom/right, and gather targets and geometry into a :class:`Batch`.
 
@@ -69,6 +74,8 @@ def collate(
         size_divisibility: pad height and width up to a multiple of this.
         pixel_mean: per-channel mean on 0–255 RGB.
         pixel_std: per-channel standard deviation on 0–255 RGB.
+        normalize: ``False`` keeps the images ``uint8`` (zero-padded) and records the normalisation in the batch,
+            for :meth:`Batch.to` to apply on the device.
     """
     present = [item for item in items if item is not None]
     if not present:
@@ -77,13 +84,15 @@ def collate(
     height, width = padded_size(sizes, size_divisibility)
     mean = torch.tensor(pixel_mean, dtype=torch.float32).view(3, 1, 1)
     std = torch.tensor(pixel_std, dtype=torch.float32).view(3, 1, 1)
-    images = torch.zeros(len(present), 3, height, width, dtype=torch.float32)
+    images = torch.zeros(len(present), 3, height, width, dtype=torch.float32 if normalize else torch.uint8)
     for out, (img, _, _), (h, w) in zip(images, present, sizes, strict=True):
-        out[:, :h, :w] = (img.float() - mean) / std
+        out[:, :h, :w] = (img.float() - mean) / std if normalize else img
+    deferred = {} if normalize else {"pixel_mean": tuple(map(float, pixel_mean)), "pixel_std": tuple(map(float, pixel_std))}
     return Batch(
         images=images,
         image_sizes=sizes,
         targets=[target for _, target, _ in present],
         image_ids=[int(meta.get("image_id", -1)) for _, _, meta in present],
         original_sizes=[tuple(meta.get("original_size", size)) for (_, _, meta), size in zip(present, sizes)],
+        **deferred,
     )

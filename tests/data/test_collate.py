@@ -63,3 +63,24 @@ def test_missing_meta_defaults() -> None:
 def test_large_divisibility(divisibility: int) -> None:
     batch = collate([_item(0, 33, 300, 1)], size_divisibility=divisibility)
     assert batch.images.shape[-2] % divisibility == 0 and batch.images.shape[-1] % divisibility == 0
+
+
+def test_uint8_batches_are_normalised_on_the_device_exactly_as_on_the_cpu():
+    import torch as _torch
+
+    from msad.data.collate import Collator
+    from msad.structures import Target as _Target
+
+    g = _torch.Generator().manual_seed(0)
+    items = [
+        (_torch.randint(0, 256, (3, h, w), generator=g, dtype=_torch.uint8), _Target(_torch.zeros(0, 4), _torch.zeros(0, dtype=_torch.int64)), {})
+        for h, w in ((50, 70), (64, 41))
+    ]
+    cpu = Collator(size_divisibility=32)(items)
+    raw = Collator(size_divisibility=32, normalize_on_device=True)(items)
+    assert raw.images.dtype == _torch.uint8 and raw.pixel_mean is not None
+    assert raw.images.element_size() * 4 == cpu.images.element_size()  # a quarter of the bytes to copy
+    moved = raw.to("cpu")
+    assert moved.images.dtype == _torch.float32 and moved.pixel_mean is None and moved.pixel_std is None
+    assert _torch.equal(moved.images, cpu.images)  # padding zero, values identical
+    assert _torch.equal(moved.to("cpu").images, cpu.images)  # normalised once only
