@@ -79,7 +79,9 @@ def points_for_levels(
         points.append(pts)
         point_strides.append(torch.full((pts.shape[0],), float(strides[lvl]), device=device, dtype=dtype))
         lo, hi = soi[lvl]
-        ranges.append(torch.tensor([[float(lo), float(hi)]], device=device, dtype=dtype).expand(pts.shape[0], 2))
+        n = pts.shape[0]  # filled from Python numbers: no host-to-device copy
+        ranges.append(torch.stack((torch.full((n,), float(lo), device=device, dtype=dtype),
+                                   torch.full((n,), float(hi), device=device, dtype=dtype)), dim=1))
     if not points:
         empty = torch.zeros((0,), device=device, dtype=dtype)
         return PointSet(empty.reshape(0, 2), empty, empty.reshape(0, 2))

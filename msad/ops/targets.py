@@ -72,8 +72,7 @@ def assign_targets(
     in_range = (max_dist >= point_ranges[:, 0:1]) & (max_dist <= point_ranges[:, 1:2])
 
     area = (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])  # [M]
-    inf = torch.tensor(float("inf"), dtype=area.dtype, device=area.device)
-    cost = torch.where(inside & in_range, area[None, :], inf)  # [N, M]
+    cost = area[None, :].expand(num_points, -1).masked_fill(~(inside & in_range), float("inf"))  # [N, M]
     best = cost.argmin(dim=1)  # first index among ties
     matched = torch.isfinite(cost.gather(1, best[:, None]).squeeze(1))
 
