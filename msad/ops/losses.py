@@ -213,7 +213,8 @@ class FCOSCriterion(nn.Module):
             ctr = torch.cat([_flatten(outputs[lvl].centerness.float()) for lvl in levels], dim=1).reshape(-1)
             positive = assigned.positive
             cls = cls.reshape(-1, self.num_classes)
-            cls_target = F.one_hot(assigned.labels, self.num_classes + 1)[:, : self.num_classes].to(cls.dtype)
+            classes = torch.arange(self.num_classes, device=cls.device)
+            cls_target = (assigned.labels[:, None] == classes).to(cls.dtype)  # one-hot; background rows all zero
             loss_cls = sigmoid_focal_loss(cls, cls_target, self.focal_alpha, self.focal_gamma) / assigned.num_pos_avg
             # background terms are zero-weighted; their inputs are zeroed too, so that no inf/NaN leaks in
             box_pos = torch.where(positive[:, None], box, torch.zeros_like(box))
