@@ -35,13 +35,36 @@ def test_learned_runs_reach_a_clearly_non_zero_ap_and_evaluation_reproduces_it(
     assert _metrics(report) == {k: v for k, v in result.metrics.items() if k in report["metrics"] and not math.isnan(v)}
 
 
-def test_teacher_branches_are_routed(easy_recipe: Recipe, learned_teacher: api.TrainResult) -> None:
-    reports = {b: api.evaluate(easy_recipe, learned_teacher.weights, branch=b) for b in ("hr", "lr", "fused")}
+def _with_even_fusion(weights: Path, out: Path) -> Path:
+    """A copy of a teacher whose C-FF gives (0.5, 0.5) everywhere: its fused branch is neither HR nor LR.
+
+    A briefly trained C-FF can saturate towards one input at some levels (fused == LR there), which would let
+    a fused → LR routing slip through; zero FC weights make the softmax exactly uniform.
+    """
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(weights), "pt") as f:
+        metadata = f.metadata()
+        state = {k: f.get_tensor(k) for k in f.keys()}
+    fusion_keys = [k for k in state if k.startswith("fusion.")]
+    assert fusion_keys, "the teacher checkpoint has no C-FF weights"
+    for k in fusion_keys:
+        state[k] = torch.zeros_like(state[k])
+    save_file(state, str(out), metadata=metadata)
+    return out
+
+
+def test_teacher_branches_are_routed(easy_recipe: Recipe, learned_teacher: api.TrainResult, tmp_path: Path) -> None:
+    # the default branch (fused) is what the training run reported
+    fused = api.evaluate(easy_recipe, learned_teacher.weights)
+    assert fused["branch"] == "fused"
+    assert _metrics(fused) == {k: v for k, v in learned_teacher.metrics.items() if not math.isnan(v)}
+    even = _with_even_fusion(learned_teacher.weights, tmp_path / "even.safetensors")
+    reports = {b: api.evaluate(easy_recipe, even, branch=b) for b in ("hr", "lr", "fused")}
     assert {b: r["branch"] for b, r in reports.items()} == {"hr": "hr", "lr": "lr", "fused": "fused"}
     metrics = {b: tuple(_metrics(r).values()) for b, r in reports.items()}
     assert len(set(metrics.values())) == 3, metrics  # three different detectors, three different results
-    # the default branch (fused) is what the training run reported
-    assert _metrics(reports["fused"]) == {k: v for k, v in learned_teacher.metrics.items() if not math.isnan(v)}
 
 
 @pytest.mark.parametrize("stage", ["teacher", "student", "baseline"])
