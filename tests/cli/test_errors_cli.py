@@ -68,7 +68,6 @@ def test_ctrl_c_exits_130_saying_where_the_checkpoint_is(tiny_recipe_file: Path,
           "interrupted", f"{out / 'last.safetensors'} (iteration 2)", "--resume")
 
 
-@pytest.mark.slow  # two spawned ranks importing torch: ~30 s on two busy cores
 def test_a_failing_rank_of_gpus_2_prints_its_own_one_line(synth_dataset: Path, tiny_recipe_file: Path, tmp_path: Path, capsys) -> None:
     import shutil
 

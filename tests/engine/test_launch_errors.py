@@ -12,7 +12,6 @@ from msad.engine.distributed import LaunchError
 from msad.errors import UsageError
 
 
-@pytest.mark.slow  # two spawned ranks: ~15 s on two busy cores
 def test_an_unpicklable_rank_error_is_reported_in_one_line() -> None:
     with pytest.raises(LaunchError) as info:
         launch(unpicklable.fail_unpicklably, num_procs=2, args=("the disk is made of cheese",), device="cpu")
@@ -26,7 +25,6 @@ def test_more_cpu_ranks_than_cores_are_refused_before_spawning() -> None:
         launch(print, num_procs=(os.cpu_count() or 1) + 1, device="cpu")
 
 
-@pytest.mark.slow  # two spawned ranks: ~8 s on two busy cores
 def test_a_rank_killed_by_sigkill_is_reported_as_out_of_memory() -> None:
     from msad.errors import ResourceError
 

@@ -14,9 +14,9 @@ from msad.export import DeployModel, ExportedDetector, ExportError, decode_detec
 
 pytest.importorskip("onnxruntime", reason="the msad[export] extra (onnx, onnxscript, onnxruntime) is not installed")
 
-# each export traces a whole ResNet-50 detector (20–60 s on two cores): the default suite exports the baseline only,
-# the teacher (two passes, C-FF) and the student run with -m slow
-ROLES = ("baseline", pytest.param("teacher", marks=pytest.mark.slow), pytest.param("student", marks=pytest.mark.slow))
+# each export traces a whole detector (~35 s on two idle cores for the teacher and the student): the issue asks for the
+# round trip of all three roles in the default suite
+ROLES = ("baseline", "teacher", "student")
 
 
 @pytest.fixture(scope="module")
@@ -62,8 +62,17 @@ def test_exported_head_maps_equal_eager(role: str, exported) -> None:
     expected = decode_detections(reference, spec, [tuple(images.shape[-2:])] * 2)
     for dets in detections.values():
         for got, want in zip(dets, expected, strict=True):
-            assert torch.equal(got.labels, want.labels)
-            torch.testing.assert_close(got.boxes, want.boxes, atol=1e-2, rtol=0)
+            got_labels, got_boxes = _canonical(got)
+            want_labels, want_boxes = _canonical(want)
+            assert torch.equal(got_labels, want_labels)
+            torch.testing.assert_close(got_boxes, want_boxes, atol=1e-2, rtol=0)
+
+
+def _canonical(dets) -> tuple[torch.Tensor, torch.Tensor]:
+    """Labels and boxes ordered by (label, box): near-tied scores of an untrained model may swap places."""
+    rows = sorted(zip(dets.labels.tolist(), dets.boxes.round(decimals=1).tolist(), range(len(dets.labels))))
+    order = torch.tensor([i for *_, i in rows], dtype=torch.long)
+    return dets.labels[order], dets.boxes[order]
 
 
 @pytest.mark.parametrize("role", ["baseline", pytest.param("student", marks=pytest.mark.slow)])
