@@ -1,9 +1,10 @@
 """The one training engine: any :class:`TrainTask` (baseline, teacher, student), one rank or many.
 
-One iteration (:meth:`Trainer.run_step`): set the lr, forward under autocast, average the loss terms over
-ranks (on the device), backward (through a GradScaler for fp16), clip, step, update the EMA. The loss values
-reach the host every ``log_period`` iterations and before any checkpoint or evaluation, where a non-finite one
-stops the run (naming its iteration) before anything more is written: no host synchronisation per step.
+One iteration (:meth:`Trainer.run_step`): set the lr, forward under autocast, backward (through a GradScaler
+for fp16), clip, step, update the EMA. The loss values stay on the device; they are averaged over the ranks (one
+all-reduce) and reach the host every ``log_period`` iterations and before any checkpoint or evaluation, where a
+non-finite one stops the run (naming its iteration) before anything more is written: no collective and no host
+synchronisation per step beyond DDP's own gradient all-reduce.
 Around it, :meth:`Trainer.fit` evaluates every ``eval_period`` iterations and at the end, checkpoints every
 ``checkpoint_period`` iterations and at the end, and logs to ``metrics.jsonl`` and the progress display.
 
@@ -330,9 +331,10 @@ class Trainer:
         """One optimisation step without a host synchronisation.
 
         Returns:
-            ``(iteration, lr, names, values)``: the rank-averaged loss terms, ``total_loss`` and the task's logged
-            scalars as one device tensor; :meth:`_flush` brings them to the host and checks them (NaN/inf raise
-            :class:`TrainingDiverged` there, before any checkpoint, evaluation or log line is written).
+            ``(iteration, lr, names, values)``: this rank's loss terms, ``total_loss`` and the task's logged
+            scalars as one device tensor; :meth:`_flush` averages them over the ranks, brings them to the host and
+            checks them (NaN/inf raise :class:`TrainingDiverged` there, before any checkpoint, evaluation or log
+            line is written).
         """
         lr = self.schedule.step(iteration)
         batch = batch.to(self.device)
@@ -342,8 +344,7 @@ class Trainer:
             raise ValueError("task.losses returned no loss terms")
         total = sum(losses.values())
         logged = self.task.logged_scalars() if hasattr(self.task, "logged_scalars") else {}
-        values = [v.detach().float().reshape(()) for v in [*losses.values(), total, *logged.values()]]
-        reduced = du.all_reduce_mean(torch.stack(values))
+        values = torch.stack([v.detach().float().reshape(()) for v in [*losses.values(), total, *logged.values()]])
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(total).backward()
         if self.solver.clip_grad_norm > 0:
@@ -354,13 +355,16 @@ class Trainer:
         if self.ema is not None:
             self.ema.update(self.model)
         names = [*losses, "total_loss", "|", *logged]  # "|" separates the checked terms from the logged ones
-        return iteration, lr, names, reduced
+        return iteration, lr, names, values
 
     def _flush(self, pending: list[StepResult]) -> Iterator[dict[str, float]]:
-        """The host values of pending steps (one synchronisation), in order; raises on the first non-finite one."""
+        """The rank-averaged host values of pending steps, in order; raises on the first non-finite one.
+
+        One all-reduce and one host synchronisation for all pending steps (every rank flushes at the same iterations).
+        """
         if not pending:
             return
-        host = torch.cat([values for *_, values in pending]).tolist()
+        host = du.all_reduce_mean(torch.cat([values for *_, values in pending])).tolist()
         offset = 0
         for iteration, lr, names, values in pending:
             row, offset = host[offset: offset + len(values)], offset + len(values)
