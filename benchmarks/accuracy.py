@@ -42,6 +42,8 @@ from msad.evaluation.stats import paired_difference, runs_needed, summarize
 
 PROFILES = {
     "coco": {"recipe": "recipes/bench_coco.toml", "data": "data/synth_coco", "train": 800, "val": 200},
+    "coco_cpu": {"recipe": "recipes/bench_coco_cpu.toml", "data": "data/synth_coco_256", "train": 400, "val": 100,
+                 "synth": "coco", "size": (256, 320)},
     "small": {"recipe": "recipes/tiny.toml", "data": "data/synth", "train": 400, "val": 100},
 }
 METRICS = ("AP", "AP50", "APs", "APm", "APl")
@@ -103,6 +105,7 @@ def _parse() -> argparse.Namespace:
     args.out = Path(args.out or f"runs/bench_{args.profile}")
     args.train_images = args.train_images or profile["train"]
     args.val_images = args.val_images or profile["val"]
+    args.synth, args.size = profile.get("synth", args.profile), profile.get("size")
     return args
 
 
@@ -317,8 +320,9 @@ def _ensure_data(args: argparse.Namespace) -> None:
         return
     from msad import api
 
-    print(f"generating the {args.profile} synthetic dataset in {args.data} …", flush=True)
-    api.synth_data(args.data, train=args.train_images, val=args.val_images, seed=0, profile=args.profile)
+    print(f"generating the {args.synth} synthetic dataset in {args.data} …", flush=True)
+    api.synth_data(args.data, train=args.train_images, val=args.val_images, seed=0, profile=args.synth,
+                   image_size=args.size)
 
 
 def _figure(plan: Plan, results: dict, path: Path) -> None:
