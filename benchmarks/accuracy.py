@@ -15,6 +15,7 @@ seeds it would take at the measured spread.
 
 Controls, each trained with every seed and compared with its reference row (overrides separated by ``;``):
 
+    --baseline-variant 'lr_2x:data.scale=0.5;solver.iters=600;solver.steps=[450,550]'   # compared with the student
     --teacher-variant 'hr_only:teacher.loss_weights={hr = 1.0, lr = 0.0, fused = 0.0};teacher.eval_branch="hr"'
     --teacher-variant 'private_bn:teacher.bn="per_resolution"'
     --teacher-variant 'lr_third:teacher.solver.lr=0.0033'              # the effective learning rate of 3 losses
@@ -89,6 +90,8 @@ def _parse() -> argparse.Namespace:
     parser.add_argument("--set", dest="sets", action="append", default=[], help="override for every run, dotted.key=value")
     parser.add_argument("--teacher-set", action="append", default=[], help="override of the teacher runs only")
     parser.add_argument("--distill-set", action="append", default=[], help="override of the student runs only")
+    parser.add_argument("--baseline-variant", action="append", default=[],
+                        help="NAME:override;… another FCOS baseline the student is compared with (e.g. a longer LR one)")
     parser.add_argument("--teacher-variant", action="append", default=[], help="NAME:override;override…")
     parser.add_argument("--student-variant", action="append", default=[], help="NAME[@TEACHER_VARIANT]:override;…")
     parser.add_argument("--out", help="run directories and results (default: runs/bench_<profile>)")
@@ -133,12 +136,15 @@ def plan_runs(args: argparse.Namespace) -> Plan:
                  "teacher": "(c) MSAD teacher, fused", "teacher_hr": "    teacher, HR branch",
                  "teacher_lr": "    teacher, LR branch", "student": "(d) MSAD student, LR",
                  "no_kd": "(e) student init from teacher, no KD"}
+    baselines = [_variant(v, "baseline") for v in args.baseline_variant]
     teachers = [_variant(v, "teacher") for v in args.teacher_variant]
     students = [_variant(v, "student") for v in args.student_variant]
     known = {name for name, _, _ in teachers}
     for name, teacher, overrides in students:
         if teacher is not None and teacher not in known:
             sys.exit(f"accuracy.py: --student-variant {name}@{teacher}: no --teacher-variant named {teacher!r}")
+    for name, _, overrides in baselines:
+        plan.rows[f"baseline:{name}"] = f"    baseline variant {name}: {'; '.join(overrides)}"
     for name, _, overrides in teachers:
         plan.rows[f"teacher:{name}"] = f"    teacher variant {name}: {'; '.join(overrides) or '(no change)'}"
     for name, teacher, overrides in students:
@@ -149,6 +155,7 @@ def plan_runs(args: argparse.Namespace) -> Plan:
         plan.runs += [
             Run("hr", seed, "train", (*common, *s)),
             Run("lr", seed, "train", (*common, *s, "data.scale=0.5")),
+            *[Run(f"baseline:{n}", seed, "train", (*common, *s, *o)) for n, _, o in baselines],
             Run("teacher", seed, "teacher", (*teacher_sets, *s)),
             *[Run(f"teacher:{n}", seed, "teacher", (*teacher_sets, *s, *o)) for n, _, o in teachers],
             Run("teacher_hr", seed, "eval", common, teacher="teacher", branch="hr"),
@@ -296,6 +303,7 @@ def report(plan: Plan, results: dict, args: argparse.Namespace) -> tuple[str, di
         rows_json[row] = {"label": label, "seeds": seeds, "AP_per_seed": _values(results, row, seeds),
                           **{m: _finite(vars(stats[m])) for m in METRICS}}
     claims = list(CLAIMS)
+    claims += [("student", r, f"student − {r}", ">0") for r in plan.rows if r.startswith("baseline:")]
     claims += [(r, "hr", f"{r} − HR baseline", ">=0") for r in plan.rows if r.startswith("teacher:")]
     claims += [(r, "no_kd", f"{r} − student without KD", ">0") for r in plan.rows if r.startswith("student:")]
     lines += ["", "| paired difference (AP, same seed) | mean [95 % interval] | verdict |", "|---|---|---|"]
