@@ -94,6 +94,9 @@ def _parse() -> argparse.Namespace:
                         help="NAME:override;… another FCOS baseline the student is compared with (e.g. a longer LR one)")
     parser.add_argument("--teacher-variant", action="append", default=[], help="NAME:override;override…")
     parser.add_argument("--student-variant", action="append", default=[], help="NAME[@TEACHER_VARIANT]:override;…")
+    parser.add_argument("--difference", action="append", default=[], metavar="A,B",
+                        help="also report the paired difference of rows A − B (> 0 claimed), e.g. "
+                             "student:short,student:short_nokd")
     parser.add_argument("--out", help="run directories and results (default: runs/bench_<profile>)")
     parser.add_argument("--data", help="synthetic dataset root (default: the profile's; generated when missing)")
     parser.add_argument("--train-images", type=int, help="images generated for training (default: the profile's)")
@@ -306,6 +309,11 @@ def report(plan: Plan, results: dict, args: argparse.Namespace) -> tuple[str, di
     claims += [("student", r, f"student − {r}", ">0") for r in plan.rows if r.startswith("baseline:")]
     claims += [(r, "hr", f"{r} − HR baseline", ">=0") for r in plan.rows if r.startswith("teacher:")]
     claims += [(r, "no_kd", f"{r} − student without KD", ">0") for r in plan.rows if r.startswith("student:")]
+    for pair in args.difference:
+        a, _, b = pair.partition(",")
+        if a not in plan.rows or b not in plan.rows:
+            sys.exit(f"accuracy.py: --difference {pair!r}: rows are {', '.join(plan.rows)}")
+        claims.append((a, b, f"{a} − {b}", ">0"))
     lines += ["", "| paired difference (AP, same seed) | mean [95 % interval] | verdict |", "|---|---|---|"]
     claims_json = []
     for a, b, text, kind in claims:
