@@ -17,9 +17,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import random
-import re
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,14 +30,13 @@ from torch.nn.parallel import DistributedDataParallel
 from msad.engine import distributed as du
 from msad.engine.ema import ModelEMA
 from msad.engine.metrics import MetricsWriter, Progress, environment_info, read_metrics
+from msad.engine.output_dir import RunExistsError, decide_output, forget_failed_start, remove_stale_temporaries
 from msad.engine.schedule import LRSchedule, build_optimizer
 from msad.engine.settings import RunSettings, SolverSettings
 from msad.engine.tensorboard import TensorBoardWriter, require_tensorboard
-from msad.errors import RecipeError, ResourceError, RunStateError
+from msad.errors import RecipeError, ResourceError
 from msad.engine.training_state import (
-    STATE_JSON,
     capture_rng_state,
-    has_training_state,
     load_training_state,
     restore_rng_state,
     save_training_state,
@@ -49,6 +46,7 @@ from msad.plots import plot_curves
 from msad.serialization import atomic_write_text, save_weights
 
 __all__ = ["TrainTask", "TrainingDiverged", "RunExistsError", "Trainer", "seed_everything"]
+# RunExistsError and remove_stale_temporaries live in msad.engine.output_dir; re-exported here for old imports.
 
 #: What :meth:`Trainer.run_step` returns: ``(iteration, lr, names, device values)``.
 StepResult = tuple[int, float, list[str], Tensor]
@@ -103,15 +101,6 @@ class TrainingDiverged(ResourceError, RuntimeError):
 
     def __reduce__(self) -> tuple:
         return (type(self), (self.iteration, self.losses, self.checkpoint))
-
-
-class RunExistsError(RunStateError, FileExistsError):
-    """The output directory already holds a run and neither resume nor force was asked for."""
-
-
-_RUN_MARKERS = (STATE_JSON, "metrics.jsonl", "last.safetensors", "best.safetensors")
-#: Hidden temporaries of an interrupted atomic write: ``.{name}.{pid}.{hex}.tmp``.
-_TEMPORARY = re.compile(r"\.(?P<name>.+)\.(?P<pid>\d+)\.[0-9a-f]+\.tmp")
 
 
 def seed_everything(seed: int) -> None:
@@ -231,25 +220,10 @@ class Trainer:
 
     def _output_decision(self) -> tuple[bool, str | None]:
         """``(resuming, error message)`` for the output directory."""
-        out = self.output
-        found = [name for name in _RUN_MARKERS if (out / name).exists()] + sorted(p.name for p in out.glob("model_*.safetensors"))
-        if self.resume and has_training_state(out):
-            return True, None
-        if self.resume and found and not self.force:
-            return False, f"cannot resume: {out} holds {', '.join(found)} but no training state ({STATE_JSON})"
-        if found and not self.force:
-            return False, (
-                f"{out} already holds a run ({', '.join(found[:4])}); pass resume (--resume) to continue it "
-                "or force (--force) to start over in it"
-            )
-        if found and self.force:  # starting over: the old run's state must never be resumed under this recipe
-            for stale in [out / STATE_JSON, *out.glob("state-*.safetensors")]:
-                stale.unlink(missing_ok=True)
-        self._created_output = not out.exists()
-        out.mkdir(parents=True, exist_ok=True)
-        if self.resume:
-            self._say(f"nothing to resume in {out}; starting a fresh run")
-        return False, None
+        resuming, error, self._created_output = decide_output(
+            self.output, resume=self.resume, force=self.force, say=self._say
+        )
+        return resuming, error
 
     def _restore(self) -> None:
         """Load the saved training state into the model, optimizer, EMA, scaler and RNGs."""
@@ -475,11 +449,7 @@ class Trainer:
         """
         if self.rank != 0 or self.resuming or self._iterations_done:
             return
-        for name in self._written:
-            (self.output / name).unlink(missing_ok=True)
-        if self._created_output:
-            with contextlib.suppress(OSError):
-                self.output.rmdir()  # only when empty
+        forget_failed_start(self.output, self._written, created=self._created_output)
 
     def _say(self, text: str) -> None:
         """A one-line message from rank 0."""
@@ -493,31 +463,3 @@ def _next_batch(loader: Iterator[Any], iteration: int) -> Any:
         return next(loader)
     except StopIteration:
         raise RuntimeError(f"the training loader ended before iteration {iteration}; it must not run dry") from None
-
-
-def remove_stale_temporaries(directory: Path) -> list[Path]:
-    """Delete the hidden temporaries an interrupted atomic write left in ``directory``; return them.
-
-    A temporary is stale when the process that was writing it (its name carries the pid) no longer runs.
-    """
-    removed = []
-    for path in directory.glob(".*.tmp"):
-        match = _TEMPORARY.fullmatch(path.name)
-        if match is None or _process_alive(int(match["pid"])):
-            continue
-        path.unlink(missing_ok=True)
-        removed.append(path)
-    return removed
-
-
-def _process_alive(pid: int) -> bool:
-    """Whether a process ``pid`` exists (the current one always does)."""
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:  # exists but belongs to someone else
-        return True
-    return True
