@@ -6,20 +6,42 @@ the plugin builder's typed keyword arguments by :meth:`Recipe.check_plugins` (ca
 
 Data paths are kept as written; relative paths are resolved against the *current working directory* when the
 data is opened (as with any command-line path), not against the recipe file.
+
+The solver and the teacher/distillation stage sections are declared in :mod:`msad.config.stages`, the shared
+value types and :class:`PluginSpec` in :mod:`msad.config.common`; both are re-exported here.
 """
 
 from __future__ import annotations
 
 import inspect
 import types
-from collections.abc import Mapping
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator, model_validator
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
 from pydantic_core import to_jsonable_python
 
 from msad._pydantic_errors import describe_validation_error
-from msad.levels import LevelPairing
+from msad.config.common import (  # noqa: F401 - AmpMode and PluginSpec are re-exported
+    _STRICT,
+    AmpMode,
+    DeviceChoice,
+    FiniteFloat,
+    Fraction,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PluginSpec,
+    PositiveFloat,
+    PositiveInt,
+    _default_names,
+)
+from msad.config.stages import (  # noqa: F401 - re-exported (declared here before msad.config.stages)
+    DistillRecipe,
+    SolverOverrides,
+    SolverRecipe,
+    Stage,
+    TeacherLossWeights,
+    TeacherRecipe,
+)
 
 __all__ = [
     "PluginSpec",
@@ -39,58 +61,8 @@ __all__ = [
     "model_class_at",
 ]
 
-_STRICT = ConfigDict(extra="forbid")
-#: Same values as ``msad.engine.settings.AmpMode`` / ``DeviceChoice`` (not imported: keeps msad.config light).
-AmpMode = Literal["off", "bf16", "fp16"]
-DeviceChoice = Literal["auto", "cpu", "cuda"]
-PositiveInt = Annotated[int, Field(gt=0)]
-NonNegativeInt = Annotated[int, Field(ge=0)]
-PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
-FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 #: Metrics ``run.best_metric`` may name (what the COCO evaluation reports).
 BEST_METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
-Fraction = Annotated[float, Field(ge=0, le=1)]
-#: Training stages whose solver can differ: the baseline (``msad train``), the teacher and the student.
-Stage = Literal["train", "teacher", "distill"]
-
-
-class PluginSpec(BaseModel):
-    """A plugin choice: ``name`` plus the builder's options.
-
-    In TOML every key of the table except ``name`` is an option (``[model.backbone] name = "slimmable_resnet"
-    width = 0.5``); an explicit ``options`` sub-table is accepted too. A builder option literally called
-    ``name`` or ``options`` cannot be set.
-    """
-
-    model_config = _STRICT
-    name: str
-    options: dict[str, Any] = {}
-
-    @model_validator(mode="before")
-    @classmethod
-    def _flat_options(cls, data: Any) -> Any:
-        if not isinstance(data, Mapping):
-            return data
-        data = dict(data)
-        options = data.pop("options", {})
-        if not isinstance(options, Mapping):
-            options = {"options": options}
-        flat = {key: value for key, value in data.items() if key != "name"}
-        out: dict[str, Any] = {"options": {**options, **flat}}
-        if "name" in data:
-            out["name"] = data["name"]
-        return out
-
-
-def _default_names(data: Any, defaults: Mapping[str, str]) -> Any:
-    """Give a plugin table written without ``name`` its default plugin name."""
-    if isinstance(data, Mapping):
-        data = dict(data)
-        for key, name in defaults.items():
-            if isinstance(data.get(key), Mapping) and "name" not in data[key]:
-                data[key] = {"name": name, **data[key]}
-    return data
 
 
 class LossRecipe(BaseModel):
@@ -154,142 +126,6 @@ class DataRecipe(BaseModel):
             raise ValueError("train_sizes must not be empty")
         return self
 
-
-class SolverRecipe(BaseModel):
-    """Optimisation hyper-parameters: the one declaration of the solver's fields and their defaults.
-
-    :class:`msad.engine.settings.SolverSettings` has the same fields and no defaults of its own
-    (:func:`msad.build.solver_settings` maps this model onto it); :class:`SolverOverrides` is derived from it.
-    The warm-up follows detectron2's ``WarmupMultiStepLR`` as FCOS/AdelaiDet run it: linear, from
-    ``warmup_factor = 0.001`` (detectron2's ``WARMUP_FACTOR``, left unchanged by AdelaiDet's ``Base-FCOS.yaml``)
-    over the paper's 500 iterations.
-    """
-
-    model_config = _STRICT
-    batch_size: PositiveInt
-    lr: PositiveFloat
-    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
-    weight_decay: NonNegativeFloat = 1e-4
-    weight_decay_norm: NonNegativeFloat | None = None
-    weight_decay_bias: NonNegativeFloat | None = None
-    iters: PositiveInt
-    steps: list[PositiveInt] = []
-    gamma: PositiveFloat = 0.1
-    warmup_iters: NonNegativeInt = 500
-    warmup_factor: Annotated[float, Field(gt=0, le=1)] = 0.001
-    clip_grad_norm: NonNegativeFloat = 0.0
-    amp: AmpMode = "off"
-    ema_decay: Annotated[float, Field(ge=0, lt=1)] = 0.0
-
-    @model_validator(mode="after")
-    def _steps(self) -> SolverRecipe:
-        if any(b <= a for a, b in zip(self.steps, self.steps[1:])):
-            raise ValueError(f"steps must be strictly increasing, got {self.steps}")
-        if self.steps and self.steps[-1] >= self.iters:
-            raise ValueError(f"steps must be < iters ({self.iters}), got {self.steps}")
-        return self
-
-
-def _all_optional(model: type[BaseModel], name: str, doc: str) -> type[BaseModel]:
-    """A strict model with ``model``'s fields and constraints, each optional with default ``None``."""
-    fields: dict[str, Any] = {}
-    for key, info in model.model_fields.items():
-        annotation = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
-        fields[key] = (annotation | None, None)
-    return create_model(name, __config__=_STRICT, __doc__=doc, __module__=__name__, **fields)
-
-
-SolverOverrides = _all_optional(
-    SolverRecipe, "SolverOverrides", "Per-stage changes to the shared ``[solver]``; a field left out (``None``) inherits it."
-)
-
-
-class TeacherLossWeights(BaseModel):
-    """Weights of the teacher's branch losses: ``hr·L(HR) + lr·L(LR) + fused·L(fused)`` (the paper: 1, 1, 0.4)."""
-
-    model_config = _STRICT
-    hr: NonNegativeFloat = 1.0
-    lr: NonNegativeFloat = 1.0
-    fused: NonNegativeFloat = 0.4
-
-    @model_validator(mode="after")
-    def _some_weight(self) -> TeacherLossWeights:
-        if not (self.hr or self.lr or self.fused):
-            raise ValueError("at least one of hr, lr, fused must be > 0 (all three are 0: nothing would be trained)")
-        return self
-
-
-class TeacherRecipe(BaseModel):
-    """Stage 1, the aligned multi-scale teacher (HR + LR branches and C-FF fusion).
-
-    ``bn = "shared"`` (the paper) normalises both resolutions with one set of backbone BatchNorms;
-    ``"per_resolution"`` (beyond the paper) gives each resolution a private set, switched by branch as a
-    slimmable network switches BN by width. ``fusion_weight`` is the old name of ``loss_weights.fused``
-    (still read; giving both with different values is an error).
-    """
-
-    model_config = _STRICT
-    k: int = 2
-    loss_weights: TeacherLossWeights = Field(default_factory=TeacherLossWeights)
-    fusion_weight: NonNegativeFloat | None = None
-    bn: Literal["shared", "per_resolution"] = "shared"
-    fusion_hidden: PositiveInt = 32
-    size_divisibility: PositiveInt = 256
-    eval_branch: Literal["fused", "hr", "lr"] = "fused"
-    solver: SolverOverrides = Field(default_factory=SolverOverrides)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _fusion_weight_alias(cls, data: Any) -> Any:
-        """Move the old ``fusion_weight`` into ``loss_weights.fused``."""
-        if not isinstance(data, Mapping) or data.get("fusion_weight") is None:
-            return data
-        data = dict(data)
-        value = data.pop("fusion_weight")
-        weights = data.get("loss_weights", {})
-        if isinstance(weights, Mapping):
-            if "fused" in weights and weights["fused"] != value:
-                raise ValueError(
-                    f"fusion_weight = {value} and loss_weights.fused = {weights['fused']} disagree; fusion_weight is "
-                    "the old name of loss_weights.fused: keep only loss_weights.fused"
-                )
-            data["loss_weights"] = {**weights, "fused": value}
-        return data
-
-    @field_validator("k")
-    @classmethod
-    def _k(cls, k: int) -> int:
-        try:
-            LevelPairing(k=k)
-        except ValueError as exc:
-            reason = str(exc).removesuffix("; use k=2")
-            raise ValueError(f"k = {k}: {reason}; only k = 2 is supported") from None
-        return k
-
-    @model_validator(mode="after")
-    def _divisibility(self) -> TeacherRecipe:
-        if self.size_divisibility % (32 * self.k):
-            raise ValueError(
-                f"size_divisibility must be a multiple of {32 * self.k} (32·k) so that the LR image is "
-                f"a multiple of 32, got {self.size_divisibility}"
-            )
-        return self
-
-
-class DistillRecipe(BaseModel):
-    """Stage 2, the low-resolution student distilled from the frozen teacher's fused features."""
-
-    model_config = _STRICT
-    loss: PluginSpec = Field(default_factory=lambda: PluginSpec(name="msad_l1"))
-    kd_weight: NonNegativeFloat = 1.0
-    ramp_iters: NonNegativeInt = 500
-    teacher_bn: Literal["eval", "train"] = "eval"
-    solver: SolverOverrides = Field(default_factory=SolverOverrides)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _plugin_names(cls, data: Any) -> Any:
-        return _default_names(data, {"loss": "msad_l1"})
 
 
 class RunRecipe(BaseModel):
