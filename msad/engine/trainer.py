@@ -21,20 +21,21 @@ import random
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
 from msad.engine import distributed as du
+from msad.engine.contract import LoaderFactory, TrainingDiverged, TrainTask
 from msad.engine.ema import ModelEMA
 from msad.engine.metrics import MetricsWriter, Progress, environment_info, read_metrics
 from msad.engine.output_dir import RunExistsError, decide_output, forget_failed_start, remove_stale_temporaries
 from msad.engine.schedule import LRSchedule, build_optimizer
 from msad.engine.settings import RunSettings, SolverSettings
 from msad.engine.tensorboard import TensorBoardWriter, require_tensorboard
-from msad.errors import RecipeError, ResourceError
+from msad.errors import RecipeError
 from msad.engine.training_state import (
     capture_rng_state,
     load_training_state,
@@ -46,61 +47,11 @@ from msad.plots import plot_curves
 from msad.serialization import atomic_write_text, save_weights
 
 __all__ = ["TrainTask", "TrainingDiverged", "RunExistsError", "Trainer", "seed_everything"]
-# RunExistsError and remove_stale_temporaries live in msad.engine.output_dir; re-exported here for old imports.
+# TrainTask, TrainingDiverged (msad.engine.contract), RunExistsError and remove_stale_temporaries
+# (msad.engine.output_dir) live elsewhere; re-exported here for old imports.
 
 #: What :meth:`Trainer.run_step` returns: ``(iteration, lr, names, device values)``.
 StepResult = tuple[int, float, list[str], Tensor]
-#: ``make_train_loader(start_iter, rank, world_size)`` → batches ``start_iter, start_iter + 1, …`` of this rank.
-LoaderFactory = Callable[[int, int, int], Iterator[Any]]
-
-
-@runtime_checkable
-class TrainTask(Protocol):
-    """What the engine trains. It knows nothing else about the model.
-
-    Two optional methods are used when present: ``logged_scalars() -> dict[str, Tensor]`` (values of the last
-    ``losses`` call logged beside the losses, rank-averaged, never optimised: e.g. the student's raw KD term and
-    its ramp) and ``preview(model) -> dict[str, image]`` (a few predicted images for TensorBoard at each evaluation).
-
-    Attributes:
-        model: the trainable module (wrapped in DDP by the engine when there are several ranks).
-        frozen: modules moved to the device but never wrapped or optimised (e.g. the teacher).
-    """
-
-    model: nn.Module
-    frozen: dict[str, nn.Module]
-
-    def losses(self, model: nn.Module, batch: Any, iteration: int) -> dict[str, Tensor]:
-        """Named scalar losses of one batch; their sum is backpropagated."""
-
-    def evaluate(self, model: nn.Module) -> dict[str, float]:
-        """Metrics of ``model`` (called on every rank; rank 0's result is kept)."""
-
-    def metadata(self) -> dict[str, str]:
-        """Checkpoint metadata (role, width, recipe, classes…), string values."""
-
-
-class TrainingDiverged(ResourceError, RuntimeError):
-    """A loss became NaN or infinite; the run stopped without writing anything more.
-
-    Attributes:
-        iteration: the (0-based) iteration whose losses were not finite.
-        losses: the rank-averaged loss terms of that iteration.
-        checkpoint: the last good checkpoint, left untouched (``None`` if none was written).
-    """
-
-    def __init__(self, iteration: int, losses: dict[str, float], checkpoint: str | None) -> None:
-        self.iteration, self.losses, self.checkpoint = iteration, dict(losses), checkpoint
-        bad = ", ".join(k for k, v in losses.items() if not math.isfinite(v))
-        terms = ", ".join(f"{k}={v:.4g}" for k, v in losses.items())
-        kept = f"the last good checkpoint {checkpoint} is left untouched" if checkpoint else "no checkpoint was written"
-        super().__init__(
-            f"training diverged at iteration {iteration}: non-finite {bad} ({terms}); {kept}; lower solver.lr, "
-            "raise solver.warmup_iters or set solver.clip_grad_norm, then start over with --force"
-        )
-
-    def __reduce__(self) -> tuple:
-        return (type(self), (self.iteration, self.losses, self.checkpoint))
 
 
 def seed_everything(seed: int) -> None:
