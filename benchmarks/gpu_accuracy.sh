@@ -5,7 +5,7 @@
 #   CONTROLS=1 bash benchmarks/gpu_accuracy.sh            # plus the teacher and KD controls of issue #10
 #   PROFILE=small ITERS=600 bash benchmarks/gpu_accuracy.sh
 #
-# Environment: PROFILE (coco|small, default coco), SEEDS (3), JOBS (runs at once on the one GPU, default 8),
+# Environment: PROFILE (coco|coco_cpu|small, default coco), SEEDS (3), JOBS (runs at once on the one GPU, default 8),
 # ITERS (iterations of every stage, default the recipe's 600), WORKERS (data workers per run, default 1),
 # OUT (default runs/gpu_bench_${PROFILE}_${ITERS}). Rerunning the same command resumes: finished runs are reused
 # as they are, so a changed ITERS needs its own OUT (the default does that).
@@ -23,6 +23,8 @@ STEPS="[$((ITERS * 3 / 4)),$((ITERS * 11 / 12))]"
 args=(--profile "$PROFILE" --seeds "$SEEDS" --jobs "$JOBS" --out "$OUT" --resume
       --set run.device=cuda --set "data.num_workers=$WORKERS"
       --set "solver.iters=$ITERS" --set "solver.steps=$STEPS")
+# the KD control of a student that stays below its teacher: a third of the student schedule (issue #10)
+SHORT="distill.solver.iters=$((ITERS / 3));distill.solver.steps=[$((ITERS / 4)),$((ITERS * 3 / 10))];distill.solver.warmup_iters=$((ITERS / 18));distill.ramp_iters=$((ITERS / 18))"
 if [[ "${CONTROLS:-0}" == 1 ]]; then
   args+=(
     --teacher-variant 'hr_only:teacher.loss_weights={hr = 1.0, lr = 0.0, fused = 0.0};teacher.eval_branch="hr"'
@@ -33,6 +35,9 @@ if [[ "${CONTROLS:-0}" == 1 ]]; then
     --student-variant 'bn_train:distill.teacher_bn="train"'
     --student-variant 'no_ramp:distill.ramp_iters=0'
     --student-variant 'private_bn@private_bn:'
+    --baseline-variant "lr_2x:data.scale=0.5;solver.iters=$((ITERS * 2));solver.steps=[$((ITERS * 3 / 2)),$((ITERS * 11 / 6))]"
+    --student-variant "short:$SHORT" --student-variant "short_nokd:$SHORT;distill.kd_weight=0"
+    --difference 'student:short,student:short_nokd'
   )
 fi
 exec "$PY" benchmarks/accuracy.py "${args[@]}"
