@@ -38,6 +38,9 @@ if [[ "${CONTROLS:-0}" == 1 ]]; then
     --baseline-variant "lr_2x:data.scale=0.5;solver.iters=$((ITERS * 2));solver.steps=[$((ITERS * 3 / 2)),$((ITERS * 11 / 6))]"
     --student-variant "short:$SHORT" --student-variant "short_nokd:$SHORT;distill.kd_weight=0"
     --difference 'student:short,student:short_nokd'
+    --teacher-variant "long:teacher.solver.iters=$((ITERS * 3));teacher.solver.steps=[$((ITERS * 9 / 4)),$((ITERS * 11 / 4))]"
+    --student-variant 'from_long@long:' --student-variant 'from_long_nokd@long:distill.kd_weight=0'
+    --difference 'student:from_long,student:from_long_nokd'
   )
 fi
 exec "$PY" benchmarks/accuracy.py "${args[@]}"
