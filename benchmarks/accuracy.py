@@ -75,10 +75,11 @@ class Run:
 
 @dataclass
 class Plan:
-    """All runs, and per row a human-readable description."""
+    """All runs, per row a human-readable description, and the extra ``--difference`` pairs (row a, row b)."""
 
     runs: list[Run] = field(default_factory=list)
     rows: dict[str, str] = field(default_factory=dict)
+    differences: list[tuple[str, str]] = field(default_factory=list)
 
 
 def _parse() -> argparse.Namespace:
@@ -168,6 +169,11 @@ def plan_runs(args: argparse.Namespace) -> Plan:
             *[Run(f"student:{n}", seed, "distill", (*distill_sets, *s, *o),
                   teacher=f"teacher:{t}" if t else "teacher") for n, t, o in students],
         ]
+    for pair in args.difference:  # checked before anything trains: a misspelt row must not cost hours
+        a, _, b = pair.partition(",")
+        if a not in plan.rows or b not in plan.rows:
+            sys.exit(f"accuracy.py: --difference {pair!r}: expected ROW_A,ROW_B with rows from {', '.join(plan.rows)}")
+        plan.differences.append((a, b))
     return plan
 
 
@@ -309,11 +315,7 @@ def report(plan: Plan, results: dict, args: argparse.Namespace) -> tuple[str, di
     claims += [("student", r, f"student − {r}", ">0") for r in plan.rows if r.startswith("baseline:")]
     claims += [(r, "hr", f"{r} − HR baseline", ">=0") for r in plan.rows if r.startswith("teacher:")]
     claims += [(r, "no_kd", f"{r} − student without KD", ">0") for r in plan.rows if r.startswith("student:")]
-    for pair in args.difference:
-        a, _, b = pair.partition(",")
-        if a not in plan.rows or b not in plan.rows:
-            sys.exit(f"accuracy.py: --difference {pair!r}: rows are {', '.join(plan.rows)}")
-        claims.append((a, b, f"{a} − {b}", ">0"))
+    claims += [(a, b, f"{a} − {b}", ">0") for a, b in plan.differences]
     lines += ["", "| paired difference (AP, same seed) | mean [95 % interval] | verdict |", "|---|---|---|"]
     claims_json = []
     for a, b, text, kind in claims:
