@@ -34,7 +34,7 @@ from msad.config.common import (  # noqa: F401 - AmpMode and PluginSpec are re-e
     PositiveInt,
     _default_names,
 )
-from msad.config.stages import (  # noqa: F401 - re-exported (declared here before msad.config.stages)
+from msad.config.stages import (  # noqa: F401 - the Recipe's sections; all re-exported
     DistillRecipe,
     SolverOverrides,
     SolverRecipe,
