@@ -3,6 +3,12 @@
 Two towers of ``num_convs`` 3×3 convs (GroupNorm 32, ReLU) feed a classification layer (bias set for a
 prior of 0.01), a box layer predicting ``(l, t, r, b)`` in units of the level's stride through a learnable
 per-level scale and a ReLU, and a centerness layer on the box tower. Box and centerness layers have no bias.
+
+Every conv starts from N(0, 0.01), as the reference. ``box_init="half_normal"`` (beyond the reference) takes the
+absolute value of the box layer's weights instead: the box tower ends in a ReLU, so its features are ≥ 0, and
+non-negative weights make every box output start > 0. With zero-mean weights a box channel can start ≤ 0 at nearly
+every location; the ReLU then passes no gradient to it and it never learns (measured from a random backbone:
+``benchmarks/README.md``, "Dead box regression"). The architecture and checkpoints are the same either way.
 """
 
 from __future__ import annotations
@@ -15,7 +21,9 @@ from torch import Tensor, nn
 
 from msad.structures import LevelOutputs
 
-__all__ = ["FCOSHead", "build_fcos_head"]
+__all__ = ["BOX_INITS", "FCOSHead", "build_fcos_head"]
+
+BOX_INITS = ("normal", "half_normal")
 
 
 def _tower(channels: int, num_convs: int, norm: str) -> nn.Sequential:
@@ -38,10 +46,19 @@ class FCOSHead(nn.Module):
         num_convs: convs per tower.
         prior_prob: foreground prior used to initialise the classification bias.
         norm: ``"gn"`` (GroupNorm, 32 groups) or ``"none"``.
+        box_init: ``"normal"`` (the reference) or ``"half_normal"`` (box weights ≥ 0; see the module docstring).
     """
 
     def __init__(
-        self, *, in_channels: int, num_classes: int, levels: Sequence[str], num_convs: int, prior_prob: float, norm: str
+        self,
+        *,
+        in_channels: int,
+        num_classes: int,
+        levels: Sequence[str],
+        num_convs: int,
+        prior_prob: float,
+        norm: str,
+        box_init: str = "normal",
     ) -> None:
         super().__init__()
         self.levels = tuple(levels)
@@ -58,6 +75,9 @@ class FCOSHead(nn.Module):
                 if module.bias is not None:
                     nn.init.zeros_(module.bias)
         nn.init.constant_(self.cls_logits.bias, -math.log((1 - prior_prob) / prior_prob))
+        if box_init == "half_normal":
+            with torch.no_grad():
+                self.box_pred.weight.abs_()
 
     def forward(self, features: dict[str, Tensor]) -> dict[str, LevelOutputs]:
         """Run the head on each head level; keys must be among ``self.levels``."""
@@ -84,6 +104,7 @@ def build_fcos_head(
     num_convs: int = 4,
     prior_prob: float = 0.01,
     norm: str = "gn",
+    box_init: str = "normal",
 ) -> FCOSHead:
     """Build the FCOS head (``msad.heads`` plugin ``fcos``).
 
@@ -94,6 +115,8 @@ def build_fcos_head(
         num_convs: convs per tower (4 in the paper).
         prior_prob: classification prior (0.01).
         norm: ``"gn"`` or ``"none"``.
+        box_init: ``"normal"`` (the reference's N(0, 0.01)) or ``"half_normal"`` (its absolute value, so that no box
+            channel starts dead behind the ReLU).
     """
     if num_convs < 0:
         raise ValueError(f"num_convs must be ≥ 0, got {num_convs}")
@@ -101,6 +124,8 @@ def build_fcos_head(
         raise ValueError(f"prior_prob must be in (0, 1), got {prior_prob}")
     if norm not in ("gn", "none"):
         raise ValueError(f"norm must be 'gn' or 'none', got {norm!r}")
+    if box_init not in BOX_INITS:
+        raise ValueError(f"box_init must be one of {', '.join(map(repr, BOX_INITS))}, got {box_init!r}")
     return FCOSHead(
         in_channels=in_channels,
         num_classes=num_classes,
@@ -108,4 +133,5 @@ def build_fcos_head(
         num_convs=num_convs,
         prior_prob=prior_prob,
         norm=norm,
+        box_init=box_init,
     )
