@@ -98,6 +98,8 @@ def _parse() -> argparse.Namespace:
     parser.add_argument("--difference", action="append", default=[], metavar="A,B",
                         help="also report the paired difference of rows A − B (> 0 claimed), e.g. "
                              "student:short,student:short_nokd")
+    parser.add_argument("--rows", metavar="A,B,…",
+                        help="train only these rows (and the teachers they need), e.g. hr,baseline:NAME; default all")
     parser.add_argument("--out", help="run directories and results (default: runs/bench_<profile>)")
     parser.add_argument("--data", help="synthetic dataset root (default: the profile's; generated when missing)")
     parser.add_argument("--train-images", type=int, help="images generated for training (default: the profile's)")
@@ -174,7 +176,23 @@ def plan_runs(args: argparse.Namespace) -> Plan:
         if a not in plan.rows or b not in plan.rows:
             sys.exit(f"accuracy.py: --difference {pair!r}: expected ROW_A,ROW_B with rows from {', '.join(plan.rows)}")
         plan.differences.append((a, b))
+    if args.rows:
+        _keep_rows(plan, args.rows)
     return plan
+
+
+def _keep_rows(plan: Plan, rows: str) -> None:
+    """Drop every run and row outside ``rows`` and the teacher rows they read; differences must stay inside."""
+    wanted = {row.strip() for row in rows.split(",") if row.strip()}
+    unknown = sorted(wanted - set(plan.rows))
+    if unknown:
+        sys.exit(f"accuracy.py: --rows: unknown rows {', '.join(unknown)}; rows are {', '.join(plan.rows)}")
+    wanted |= {run.teacher for run in plan.runs if run.row in wanted and run.teacher}
+    outside = [f"{a},{b}" for a, b in plan.differences if not {a, b} <= wanted]
+    if outside:
+        sys.exit(f"accuracy.py: --difference {' '.join(outside)}: a row is not among --rows")
+    plan.runs = [run for run in plan.runs if run.row in wanted]
+    plan.rows = {row: label for row, label in plan.rows.items() if row in wanted}
 
 
 def _command(run: Run, args: argparse.Namespace, out: Path) -> list[str]:
@@ -316,6 +334,7 @@ def report(plan: Plan, results: dict, args: argparse.Namespace) -> tuple[str, di
     claims += [(r, "hr", f"{r} − HR baseline", ">=0") for r in plan.rows if r.startswith("teacher:")]
     claims += [(r, "no_kd", f"{r} − student without KD", ">0") for r in plan.rows if r.startswith("student:")]
     claims += [(a, b, f"{a} − {b}", ">0") for a, b in plan.differences]
+    claims = [claim for claim in claims if claim[0] in plan.rows and claim[1] in plan.rows]
     lines += ["", "| paired difference (AP, same seed) | mean [95 % interval] | verdict |", "|---|---|---|"]
     claims_json = []
     for a, b, text, kind in claims:
