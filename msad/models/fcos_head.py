@@ -4,11 +4,12 @@ Two towers of ``num_convs`` 3×3 convs (GroupNorm 32, ReLU) feed a classificatio
 prior of 0.01), a box layer predicting ``(l, t, r, b)`` in units of the level's stride through a learnable
 per-level scale and a ReLU, and a centerness layer on the box tower. Box and centerness layers have no bias.
 
-Every conv starts from N(0, 0.01), as the reference. ``box_init="half_normal"`` (beyond the reference) takes the
-absolute value of the box layer's weights instead: the box tower ends in a ReLU, so its features are ≥ 0, and
-non-negative weights make every box output start > 0. With zero-mean weights a box channel can start ≤ 0 at nearly
-every location; the ReLU then passes no gradient to it and it never learns (measured from a random backbone:
-``benchmarks/README.md``, "Dead box regression"). The architecture and checkpoints are the same either way.
+Every conv starts from N(0, 0.01) as in the reference, except, by default, the box layer: ``box_init="half_normal"``
+(beyond the reference) takes the absolute value of its N(0, 0.01) draw. The box tower ends in a ReLU, so its
+features are ≥ 0, and non-negative weights make every box output start > 0. With the reference's zero-mean weights
+(``box_init="normal"``, which the paper recipes keep) a box channel can start ≤ 0 at nearly every location; the ReLU
+then passes it no gradient and it never learns: from scratch on ``recipes/tiny.toml`` 6 of 20 baseline runs ended at
+AP 0 (``benchmarks/README.md``, "Dead box regression"). The architecture and checkpoints are the same either way.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ class FCOSHead(nn.Module):
         num_convs: convs per tower.
         prior_prob: foreground prior used to initialise the classification bias.
         norm: ``"gn"`` (GroupNorm, 32 groups) or ``"none"``.
-        box_init: ``"normal"`` (the reference) or ``"half_normal"`` (box weights ≥ 0; see the module docstring).
+        box_init: ``"half_normal"`` (box weights ≥ 0; see the module docstring) or ``"normal"`` (the reference).
     """
 
     def __init__(
@@ -58,7 +59,7 @@ class FCOSHead(nn.Module):
         num_convs: int,
         prior_prob: float,
         norm: str,
-        box_init: str = "normal",
+        box_init: str = "half_normal",
     ) -> None:
         super().__init__()
         self.levels = tuple(levels)
@@ -104,7 +105,7 @@ def build_fcos_head(
     num_convs: int = 4,
     prior_prob: float = 0.01,
     norm: str = "gn",
-    box_init: str = "normal",
+    box_init: str = "half_normal",
 ) -> FCOSHead:
     """Build the FCOS head (``msad.heads`` plugin ``fcos``).
 
@@ -115,8 +116,8 @@ def build_fcos_head(
         num_convs: convs per tower (4 in the paper).
         prior_prob: classification prior (0.01).
         norm: ``"gn"`` or ``"none"``.
-        box_init: ``"normal"`` (the reference's N(0, 0.01)) or ``"half_normal"`` (its absolute value, so that no box
-            channel starts dead behind the ReLU).
+        box_init: ``"half_normal"`` (the absolute value of an N(0, 0.01) draw, so that no box channel starts dead
+            behind the ReLU) or ``"normal"`` (the reference's N(0, 0.01), kept by the paper recipes).
     """
     if num_convs < 0:
         raise ValueError(f"num_convs must be ≥ 0, got {num_convs}")

@@ -33,7 +33,7 @@ def test_width_recipe_matches_the_reference(name: str) -> None:
     assert backbone.options["freeze_at"] == 0 and backbone.options["norm"] == "bn"  # FREEZE_AT -1
     assert recipe.run.sync_bn == "auto"
     assert recipe.model.neck.name == "fpn" and recipe.model.neck.options["out_channels"] == 256
-    assert recipe.model.head.options == {"num_convs": 4, "norm": "gn"}
+    assert recipe.model.head.options == {"num_convs": 4, "norm": "gn", "box_init": "normal"}  # N(0, 0.01) box layer
     loss, post = recipe.model.loss, recipe.model.postprocess
     assert (loss.focal_alpha, loss.focal_gamma, loss.center_radius) == (0.25, 2.0, 1.5)
     assert (post.score_threshold, post.pre_nms_topk, post.nms_threshold, post.max_detections) == (0.05, 1000, 0.6, 100)
