@@ -140,7 +140,9 @@ def test_msad_plugins_allow_list(extra_plugins, monkeypatch: pytest.MonkeyPatch)
 
 def test_builder_options_exclude_framework_args() -> None:
     head = builder_options(build_fcos_head, framework_args=FRAMEWORK_ARGS["msad.heads"])
-    assert head == {"num_convs": (int, 4), "prior_prob": (float, 0.01), "norm": (str, "gn")}
+    assert head == {
+        "num_convs": (int, 4), "prior_prob": (float, 0.01), "norm": (str, "gn"), "box_init": (str, "half_normal"),
+    }
     neck = builder_options(build_fpn, framework_args=FRAMEWORK_ARGS["msad.necks"])
     assert neck == {"out_channels": (int, 256)}
 
