@@ -38,6 +38,7 @@ def alive_share(recipe: Recipe, seed: int, images: torch.Tensor, num_classes: in
 
 
 def _images(recipe: Recipe, batch_size: int) -> tuple[torch.Tensor, int]:
+    seed_everything(0)  # the training transforms' random flips: the same batch on every call
     dataset = build_train_dataset(recipe)
     batch = build_train_collator(recipe, "baseline")([dataset[i] for i in range(batch_size)])
     return batch.images, len(dataset.label_space)
