@@ -5,11 +5,12 @@ prior of 0.01), a box layer predicting ``(l, t, r, b)`` in units of the level's 
 per-level scale and a ReLU, and a centerness layer on the box tower. Box and centerness layers have no bias.
 
 Every conv starts from N(0, 0.01) as in the reference, except, by default, the box layer: ``box_init="half_normal"``
-(beyond the reference) takes the absolute value of its N(0, 0.01) draw. The box tower (num_convs ≥ 1) ends in a ReLU, so its
-features are ≥ 0, and non-negative weights make every box output start > 0. With the reference's zero-mean weights
-(``box_init="normal"``, which the paper recipes keep) a box channel can start ≤ 0 at nearly every location; the ReLU
-then passes it no gradient and it never learns: from scratch on ``recipes/tiny.toml`` 6 of 20 baseline runs ended at
-AP 0 (``benchmarks/README.md``, "Dead box regression"). The architecture and checkpoints are the same either way.
+(beyond the reference) takes the absolute value of its N(0, 0.01) draw. The box tower (``num_convs`` ≥ 1) ends in
+a ReLU, so its features are ≥ 0, and non-negative weights make every box output start > 0. With the reference's
+zero-mean weights (``box_init="normal"``, which the paper recipes keep) a box channel can start ≤ 0 at nearly every
+location; the ReLU then passes it no gradient and it never learns: from scratch on ``recipes/tiny.toml`` 6 of 20
+baseline runs ended at AP 0 (``benchmarks/README.md``, "Dead box regression"). Architecture and checkpoints are the
+same either way.
 """
 
 from __future__ import annotations
