@@ -60,7 +60,7 @@ class FCOSHead(nn.Module):
         num_convs: int,
         prior_prob: float,
         norm: str,
-        box_init: str = "half_normal",
+        box_init: str,
     ) -> None:
         super().__init__()
         self.levels = tuple(levels)
