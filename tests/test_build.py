@@ -113,5 +113,7 @@ def test_a_frozen_backbone_without_weights_is_refused(role: str, tiny_recipe: Re
 def test_a_plugin_refusing_a_recipe_value_is_a_recipe_error_naming_the_table() -> None:
     with pytest.raises(RecipeError, match=r"^model\.backbone \(slimmable_resnet\): depth must be one of \[50, 101\]"):
         build_model(_recipe(model={"backbone": {"depth": 34}}), role="baseline", num_classes=2)
+    with pytest.raises(RecipeError, match=r"^model\.head \(fcos\): box_init must be one of 'normal', 'half_normal', got 'x'$"):
+        build_model(_recipe(model={"head": {"box_init": "x"}}), role="baseline", num_classes=2)
     with pytest.raises(RecipeError, match=r"^distill\.loss \(msad_l1\): temperature must be positive"):
         build_distill_loss(_recipe(distill={"loss": {"temperature": 0.0}}))
