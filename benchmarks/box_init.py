@@ -75,6 +75,9 @@ def main() -> None:
     parser.add_argument("--runs", nargs="*", default=[], type=Path, help="folders of trained runs to scan")
     parser.add_argument("--stuck", type=float, default=0.95, help="box loss never below this share of its first value")
     args = parser.parse_args()
+    missing = [str(root) for root in args.runs if not root.is_dir()]
+    if missing:
+        parser.error(f"--runs: no such folder: {', '.join(missing)}")
     torch.set_num_threads(1)
     if args.recipe:
         recipes = {b: load_recipe(args.recipe, overrides=[*args.sets, f'model.head.box_init="{b}"']) for b in BOX_INITS}
