@@ -41,6 +41,10 @@ if [[ "${CONTROLS:-0}" == 1 ]]; then
     --teacher-variant "long:teacher.solver.iters=$((ITERS * 3));teacher.solver.steps=[$((ITERS * 9 / 4)),$((ITERS * 11 / 4))]"
     --student-variant 'from_long@long:' --student-variant 'from_long_nokd@long:distill.kd_weight=0'
     --difference 'student:from_long,student:from_long_nokd'
+    # claims 1 and 2 in the long regime: baselines trained as long as the long teacher (HR) and teacher + student (LR)
+    --baseline-variant "hr_long:solver.iters=$((ITERS * 3));solver.steps=[$((ITERS * 9 / 4)),$((ITERS * 11 / 4))]"
+    --baseline-variant "lr_long:data.scale=0.5;solver.iters=$((ITERS * 4));solver.steps=[$((ITERS * 3)),$((ITERS * 11 / 3))]"
+    --difference 'teacher:long,baseline:hr_long' --difference 'student:from_long,baseline:lr_long'
   )
 fi
 exec "$PY" benchmarks/accuracy.py "${args[@]}"
