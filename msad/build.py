@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from torch import nn
 
+from msad.comm import get_local_rank
 from msad.data import CocoDetection, Collator, build_transforms, check_category_compat
 from msad.engine.settings import RunSettings, SolverSettings
 from msad.errors import MsadError, RecipeError
@@ -169,24 +170,33 @@ def build_postprocess(recipe: Recipe) -> FCOSPostProcess:
 
 
 def build_train_dataset(recipe: Recipe) -> CocoDetection:
-    """The recipe's training set with multi-scale resize (times ``data.scale``) and flip."""
+    """The recipe's training set with multi-scale resize (times ``data.scale``) and flip.
+
+    Only the first process of each machine (``LOCAL_RANK`` 0) checks that every listed image file exists (one
+    ``stat`` per image, which is slow on a network filesystem when 8 ranks do it); the others meet a missing file
+    when they read it, with the same error or skip.
+    """
     data = recipe.data
     transforms = build_transforms(
         train=True, short_sizes=data.train_sizes, max_size=data.max_size, scale=data.scale, flip_prob=data.flip_prob
     )
     return CocoDetection(
         data.train_images, data.train_annotations, transforms=transforms, on_bad_image=data.on_bad_image,
-        on_bad_annotation=data.on_bad_annotation, train=True,
+        on_bad_annotation=data.on_bad_annotation, train=True, check_files=get_local_rank() == 0,
     )
 
 
 def build_val_dataset(recipe: Recipe, *, label_space: LabelSpace, train: CocoDetection | None = None) -> CocoDetection:
-    """The recipe's validation set at ``data.test_size`` (times ``data.scale``), sharing ``label_space``."""
+    """The recipe's validation set at ``data.test_size`` (times ``data.scale``), sharing ``label_space``.
+
+    Its image files are checked by the first process of each machine, as the training set's.
+    """
     data = recipe.data
     transforms = build_transforms(train=False, short_sizes=[data.test_size], max_size=data.max_size, scale=data.scale)
     dataset = CocoDetection(
         data.val_images, data.val_annotations, transforms=transforms, on_bad_image=data.on_bad_image,
         on_bad_annotation=data.on_bad_annotation, train=False, label_space=label_space,
+        check_files=get_local_rank() == 0,
     )
     if train is not None:
         check_category_compat(train, dataset)

@@ -117,3 +117,22 @@ def test_a_plugin_refusing_a_recipe_value_is_a_recipe_error_naming_the_table() -
         build_model(_recipe(model={"head": {"box_init": "x"}}), role="baseline", num_classes=2)
     with pytest.raises(RecipeError, match=r"^distill\.loss \(msad_l1\): temperature must be positive"):
         build_distill_loss(_recipe(distill={"loss": {"temperature": 0.0}}))
+
+
+def test_only_the_first_process_of_a_machine_stats_the_image_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from msad.build import build_train_dataset
+    from msad.data import DatasetError
+
+    annotations = tmp_path / "t.json"
+    annotations.write_text(json.dumps({
+        "images": [{"id": 1, "file_name": "missing.png", "width": 8, "height": 8}],
+        "annotations": [], "categories": [{"id": 1, "name": "a"}],
+    }))
+    recipe = _recipe(data=DATA | {"train_images": str(tmp_path), "train_annotations": str(annotations)})
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    with pytest.raises(DatasetError, match="1 of 1 images .* missing.*missing.png"):
+        build_train_dataset(recipe)
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    assert len(build_train_dataset(recipe)) == 1  # no stat here: the missing file is met when it is read

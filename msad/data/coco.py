@@ -6,17 +6,18 @@ import contextlib
 import io
 import json
 import logging
-import math
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from pycocotools.coco import COCO
 from torch import Tensor
 
+from msad.data.coco_table import ImageTable
 from msad.data.images import ImageReadError, read_image
 from msad.data.transforms import resized_shape
 from msad.errors import DataError
@@ -119,6 +120,15 @@ class CocoDetection(torch.utils.data.Dataset):
         train: training (seeded augmentation via a generator) or evaluation (``generator=None``: deterministic).
         label_space: ``[(coco_id, name), …]`` fixing label ``i`` to ``label_space[i]`` (e.g. a training set's
             :attr:`label_space` for its validation set); default: this file's categories sorted by id.
+        check_files: check now that every listed image file exists (one ``stat`` per image; missing files are an
+            error or, with ``on_bad_image="skip"``, counted on stderr and skipped); ``False`` leaves it to the
+            first read of each image (the same :class:`~msad.data.images.ImageReadError` or skip). Under DDP one
+            process per node checks (see :func:`msad.build.build_train_dataset`).
+
+    Storage: the annotation file is parsed once into an :class:`~msad.data.coco_table.ImageTable` (numpy arrays:
+    ids, sizes, file names, non-crowd boxes and labels); the parsed JSON is then dropped. A training set keeps
+    nothing else (no pycocotools object, no per-image Python object), so forked data workers share its memory; an
+    evaluation set also keeps the pycocotools ``COCO`` index COCOeval needs (:attr:`coco`).
 
     Indexing: ``dataset[i]`` or ``dataset[(i, seed)]``; the augmentation generator is
     ``torch.Generator().manual_seed(seed)`` (``seed = i`` when not given), its only source of randomness.
@@ -126,8 +136,8 @@ class CocoDetection(torch.utils.data.Dataset):
     Attributes:
         class_names: name of each contiguous label.
         category_ids: COCO category id of each label.
-        coco: a pycocotools ``COCO`` object over the file (for evaluation).
-        image_ids: COCO image id of each index.
+        coco: a pycocotools ``COCO`` object over the file (evaluation sets only: ``train=False``).
+        image_ids: COCO image id of each index (ascending).
     """
 
     def __init__(
@@ -140,6 +150,7 @@ class CocoDetection(torch.utils.data.Dataset):
         on_bad_annotation: Literal["error", "drop"] = "error",
         train: bool,
         label_space: Sequence[tuple[int, str]] | None = None,
+        check_files: bool = True,
     ) -> None:
         if on_bad_image not in ("error", "skip"):
             raise ValueError(f"on_bad_image must be 'error' or 'skip', got {on_bad_image!r}")
@@ -156,20 +167,38 @@ class CocoDetection(torch.utils.data.Dataset):
         data["annotations"] = _checked_annotations(data["annotations"], on_bad_annotation, self.annotations_file)
         self._file_categories = {int(c["id"]): str(c.get("name", c["id"])) for c in data["categories"]}
         self._set_label_space(label_space)
-        self.coco = _quiet_coco(data)
-        self._images = sorted(data["images"], key=lambda img: int(img["id"]))
-        self.image_ids: list[int] = [int(img["id"]) for img in self._images]
-        self._boxes, self._labels = self._index_annotations(data["annotations"])
-        self._bad: set[int] = self._missing_images(on_bad_image)
+        self._table = ImageTable.from_coco(data["images"], data["annotations"], self._label_of)
+        self._coco: COCO | None = None if train else _quiet_coco(data)
+        del data
+        self._bad: set[int] = self._missing_images(on_bad_image) if check_files else set()
+
+    @property
+    def coco(self) -> COCO:
+        """The pycocotools ``COCO`` index of an evaluation set (a training set keeps none)."""
+        if self._coco is None:
+            raise AttributeError(
+                f"the training set {str(self.annotations_file)!r} keeps no pycocotools index; build it with "
+                "train=False to evaluate on it"
+            )
+        return self._coco
+
+    @property
+    def image_ids(self) -> list[int]:
+        """COCO image id of each index (ascending)."""
+        return self._table.image_ids.tolist()
+
+    def image_id(self, index: int) -> int:
+        """COCO image id of index ``index``."""
+        return int(self._table.image_ids[index])
 
     def _missing_images(self, on_bad_image: str) -> set[int]:
         """Indices of listed images that are not on disk: refused (``error``) or skipped with a count (``skip``)."""
-        missing = [i for i in range(len(self._images)) if not self.image_path(i).is_file()]
+        missing = [i for i in range(len(self)) if not self.image_path(i).is_file()]
         if not missing:
             return set()
-        names = [str(self._images[i]["file_name"]) for i in missing]
+        names = [self._table.file_name(i) for i in missing]
         what = (
-            f"{len(missing)} of {len(self._images)} images listed in {str(self.annotations_file)!r} are missing from "
+            f"{len(missing)} of {len(self)} images listed in {str(self.annotations_file)!r} are missing from "
             f"{str(self.images_dir)!r}: {', '.join(names[:3])}{' …' if len(names) > 3 else ''}"
         )
         if on_bad_image == "error":
@@ -198,38 +227,22 @@ class CocoDetection(torch.utils.data.Dataset):
         return len(self.category_ids)
 
     # ------------------------------------------------------------------ annotations
-    def _index_annotations(self, annotations: list[dict[str, Any]]) -> tuple[list[Tensor], list[Tensor]]:
-        """Per image: ``xyxy`` boxes (unclipped, crowd excluded) and contiguous labels."""
-        per_image: dict[int, list[tuple[list[float], int]]] = {i: [] for i in self.image_ids}
-        for ann in annotations:
-            if ann.get("iscrowd", 0):
-                continue
-            x, y, w, h = (float(v) for v in ann["bbox"])
-            per_image[int(ann["image_id"])].append(([x, y, x + w, y + h], self._label_of[int(ann["category_id"])]))
-        boxes, labels = [], []
-        for image_id in self.image_ids:
-            entries = per_image[image_id]
-            boxes.append(torch.tensor([b for b, _ in entries], dtype=torch.float32).reshape(-1, 4))
-            labels.append(torch.tensor([lab for _, lab in entries], dtype=torch.int64))
-        return boxes, labels
-
     @property
     def num_boxes(self) -> int:
         """Number of (non-crowd) annotated boxes."""
-        return sum(len(b) for b in self._boxes)
+        return self._table.num_boxes
 
     def has_trainable_box(self, *, short_size: int, max_size: int, scale: float) -> bool | None:
         """Whether any box keeps both sides above the minimum after resizing to ``short_size`` (long side capped) × ``scale``.
 
         Stops at the first such box. ``None`` when an image before it lacks its ``height`` and ``width``.
         """
-        for index, img in enumerate(self._images):
-            if not len(self._boxes[index]):
-                continue
-            try:
-                height, width = int(img["height"]), int(img["width"])
-            except (KeyError, TypeError, ValueError):
+        table = self._table
+        for index in np.flatnonzero(np.diff(table.box_offsets)).tolist():
+            size = table.size(index)
+            if size is None:
                 return None
+            height, width = size
             boxes = self.target(index, height, width).boxes
             new_h, new_w = resized_shape(height, width, short_size, max_size, scale)
             sides_w = (boxes[:, 2] - boxes[:, 0]) * new_w / width
@@ -240,15 +253,16 @@ class CocoDetection(torch.utils.data.Dataset):
 
     def target(self, index: int, height: int, width: int) -> Target:
         """Ground truth of image ``index`` in its original frame: boxes clipped, degenerate ones dropped."""
-        boxes = self._boxes[index].clone()
+        array, labels = self._table.image_boxes(index)
+        boxes = torch.tensor(array, dtype=torch.float32).reshape(-1, 4)
         boxes[:, 0::2] = boxes[:, 0::2].clamp(0, width)
         boxes[:, 1::2] = boxes[:, 1::2].clamp(0, height)
         keep = ((boxes[:, 2] - boxes[:, 0]) > _MIN_SIDE) & ((boxes[:, 3] - boxes[:, 1]) > _MIN_SIDE)
-        return Target(boxes[keep], self._labels[index][keep])
+        return Target(boxes[keep], torch.tensor(labels, dtype=torch.int64)[keep])
 
     # ------------------------------------------------------------------ items
     def __len__(self) -> int:
-        return len(self._images)
+        return len(self._table)
 
     def __getitem__(self, key: int | tuple[int, int]) -> DatasetItem | None:
         """Item ``key`` (``index`` or ``(index, seed)``); ``None`` only for a skipped image in evaluation."""
@@ -266,7 +280,7 @@ class CocoDetection(torch.utils.data.Dataset):
             generator = torch.Generator().manual_seed(seed) if self.train else None
             image, target = self.transforms(image, target, generator)
         meta = {
-            "image_id": self.image_ids[index],
+            "image_id": self.image_id(index),
             "original_size": (int(height), int(width)),
             "size": (int(image.shape[-2]), int(image.shape[-1])),
         }
@@ -274,7 +288,7 @@ class CocoDetection(torch.utils.data.Dataset):
 
     def image_path(self, index: int) -> Path:
         """Path of image ``index`` on disk."""
-        return self.images_dir / str(self._images[index]["file_name"])
+        return self.images_dir / self._table.file_name(index)
 
     def _read(self, index: int) -> tuple[Tensor | None, int]:
         """Read image ``index``; in skip mode, fall through to the next readable image (training) or ``None``."""
@@ -288,7 +302,7 @@ class CocoDetection(torch.utils.data.Dataset):
                 if self.on_bad_image == "error":
                     raise
                 self._bad.add(candidate)
-                logger.warning("skipping image id %s: %s", self.image_ids[candidate], exc)
+                logger.warning("skipping image id %s: %s", self.image_id(candidate), exc)
         if not self.train:
             return None, index
         raise DatasetError(f"dataset {str(self.annotations_file)!r}: no readable image in {str(self.images_dir)!r}")
@@ -300,17 +314,19 @@ class CocoDetection(torch.utils.data.Dataset):
         )
 
 
-def _bad_box(bbox: Sequence[Any]) -> bool:
-    """Whether a COCO ``[x, y, w, h]`` has a NaN or infinite value or a negative width or height."""
-    values = [float(v) for v in bbox]
-    return not all(math.isfinite(v) for v in values) or values[2] < 0 or values[3] < 0
+def _bad_boxes(annotations: Sequence[dict[str, Any]]) -> np.ndarray:
+    """Mask of the COCO ``[x, y, w, h]`` boxes with a NaN or infinite value or a negative width or height."""
+    values = np.fromiter((float(v) for ann in annotations for v in ann["bbox"]), dtype=np.float64,
+                         count=4 * len(annotations)).reshape(-1, 4)
+    return ~np.isfinite(values).all(axis=1) | (values[:, 2] < 0) | (values[:, 3] < 0)
 
 
 def _checked_annotations(annotations: list[dict[str, Any]], on_bad: str, path: Path) -> list[dict[str, Any]]:
     """``annotations`` without NaN / infinite / negative-size boxes (``drop``, counted on stderr) or an error."""
-    bad = [ann for ann in annotations if _bad_box(ann["bbox"])]
-    if not bad:
+    mask = _bad_boxes(annotations)
+    if not mask.any():
         return annotations
+    bad = [annotations[i] for i in np.flatnonzero(mask).tolist()]
     first = bad[0]
     what = (
         f"{len(bad)} of {len(annotations)} annotations in {str(path)!r} have a NaN, infinite or negative-size bbox "
@@ -319,8 +335,7 @@ def _checked_annotations(annotations: list[dict[str, Any]], on_bad: str, path: P
     if on_bad == "error":
         raise DatasetError(f"{what}; fix them or set data.on_bad_annotation = \"drop\" to train without them")
     print(f"msad: warning: dropped {what} (data.on_bad_annotation = \"drop\")", file=sys.stderr, flush=True)
-    dropped = {id(ann) for ann in bad}
-    return [ann for ann in annotations if id(ann) not in dropped]
+    return [ann for ann, dropped in zip(annotations, mask.tolist(), strict=True) if not dropped]
 
 
 def _check_subset(sub: dict[int, str], full: dict[int, str], *, what: str) -> None:

@@ -10,6 +10,7 @@ reproduces the uninterrupted run exactly.
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Callable, Iterable, Iterator
 
 import torch
@@ -23,6 +24,7 @@ __all__ = [
     "aug_seed",
     "build_train_loader",
     "build_test_loader",
+    "freeze_before_fork",
 ]
 
 _MASK64 = (1 << 64) - 1
@@ -130,6 +132,18 @@ def _loader_kwargs(num_workers: int) -> dict:
     }
 
 
+def freeze_before_fork(num_workers: int) -> None:
+    """Before data workers are forked: collect garbage, then move every live object to the GC's permanent generation.
+
+    Forked workers share the parent's memory pages until they are written to. A collection in a worker writes to
+    the GC header of every object it scans, copying the pages of the parent's objects (the dataset, the model…) into
+    the worker; ``gc.freeze()`` takes them out of every later collection, so they stay shared. No-op without workers.
+    """
+    if num_workers > 0:
+        gc.collect()
+        gc.freeze()
+
+
 def build_train_loader(
     dataset: Dataset,
     *,
@@ -143,7 +157,8 @@ def build_train_loader(
 ) -> Iterator[Batch]:
     """An endless iterator of this rank's training batches starting at global iteration ``start_iter``.
 
-    The dataset is indexed with ``(index, aug_seed)`` keys from :class:`TrainBatchSampler`.
+    The dataset is indexed with ``(index, aug_seed)`` keys from :class:`TrainBatchSampler`. The workers start here,
+    after :func:`freeze_before_fork`.
     """
     sampler = TrainBatchSampler(
         len(dataset),
@@ -154,6 +169,7 @@ def build_train_loader(
         start_iter=start_iter,
     )
     loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, **_loader_kwargs(num_workers))
+    freeze_before_fork(num_workers)
     return iter(loader)
 
 
@@ -181,10 +197,12 @@ def build_test_loader(
 ) -> Iterable[Batch]:
     """Re-iterable batches of this rank's contiguous shard, in index order, each index exactly once over ranks.
 
-    Batches whose every image was skipped (``on_bad_image="skip"``) are left out.
+    Batches whose every image was skipped (``on_bad_image="skip"``) are left out. The parent's objects are frozen
+    (:func:`freeze_before_fork`) before the workers start, at the first iteration.
     """
     if batch_size <= 0:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
     sampler = InferenceSampler(len(dataset), rank=rank, world_size=world_size)
     batches = BatchSampler(sampler, batch_size, drop_last=False)
+    freeze_before_fork(num_workers)
     return _NonEmpty(DataLoader(dataset, batch_sampler=batches, collate_fn=collate, **_loader_kwargs(num_workers)))

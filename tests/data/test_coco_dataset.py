@@ -60,11 +60,13 @@ def test_crowd_degenerate_and_out_of_image_boxes(tmp_path: Path) -> None:
         _ann(7, 1, 7, [10, 10, -3, 4]),  # negative width: dropped (on_bad_annotation="drop", counted on stderr)
     ]
     del anns[2]["area"]  # missing area is tolerated
-    ds = CocoDetection(tmp_path / "img", _write(tmp_path, [_image(1)], anns), train=True, on_bad_annotation="drop")
+    path = _write(tmp_path, [_image(1)], anns)
+    ds = CocoDetection(tmp_path / "img", path, train=True, on_bad_annotation="drop")
     _, target, _ = ds[0]
     assert target.boxes.tolist() == [[0, 0, 10, 7], [35, 25, 40, 30]]
     assert target.labels.tolist() == [0, 1]
-    assert ds.coco.anns[3]["area"] == 15 * 12  # filled for pycocotools' evaluation
+    evaluation = CocoDetection(tmp_path / "img", path, train=False, on_bad_annotation="drop")
+    assert evaluation.coco.anns[3]["area"] == 15 * 12  # filled for pycocotools' evaluation (a training set has no index)
 
 
 def test_image_without_annotations_is_kept(tmp_path: Path) -> None:
