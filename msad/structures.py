@@ -41,9 +41,13 @@ class Target:
     boxes: Tensor
     labels: Tensor
 
-    def to(self, device: torch.device | str) -> Target:
-        """Return a copy on ``device``."""
-        return Target(self.boxes.to(device), self.labels.to(device))
+    def to(self, device: torch.device | str, *, non_blocking: bool = False) -> Target:
+        """Return a copy on ``device`` (``non_blocking``: an asynchronous copy from pinned memory)."""
+        return Target(self.boxes.to(device, non_blocking=non_blocking), self.labels.to(device, non_blocking=non_blocking))
+
+    def pin_memory(self) -> Target:
+        """Return a copy in pinned (page-locked) memory, which a device copy can read without the host waiting."""
+        return Target(self.boxes.pin_memory(), self.labels.pin_memory())
 
     def scaled(self, factor: float) -> Target:
         """Return a copy whose boxes are multiplied by ``factor``."""
@@ -74,17 +78,20 @@ class Batch:
 
     def to(self, device: torch.device | str) -> Batch:
         """Return a copy with every tensor on ``device``; ``uint8`` images travel as they are (a quarter of the
-        bytes of float) and are normalised there, their padding set to zero as the CPU collator does."""
+        bytes of float) and are normalised there, their padding set to zero as the CPU collator does.
+
+        Every copy is ``non_blocking``: from the pinned memory of :meth:`pin_memory` the host queues it and goes on
+        (a blocking copy, or one from pageable memory, would wait for the device to finish its queued work).
+        """
         images = self.images.to(device, non_blocking=True)
         if self.pixel_mean is not None and self.pixel_std is not None:
             images = _normalize(images, self.image_sizes, self.pixel_mean, self.pixel_std)
-        return replace(
-            self, images=images, targets=[t.to(device) for t in self.targets], pixel_mean=None, pixel_std=None,
-        )
+        targets = [t.to(device, non_blocking=True) for t in self.targets]
+        return replace(self, images=images, targets=targets, pixel_mean=None, pixel_std=None)
 
     def pin_memory(self) -> Batch:
-        """Return a copy whose image tensor is in pinned memory (used by DataLoader with ``pin_memory``)."""
-        return replace(self, images=self.images.pin_memory())
+        """Return a copy whose images and targets are in pinned memory (DataLoader's ``pin_memory`` calls this)."""
+        return replace(self, images=self.images.pin_memory(), targets=[t.pin_memory() for t in self.targets])
 
     def __len__(self) -> int:
         return self.images.shape[0]

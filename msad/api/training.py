@@ -25,7 +25,7 @@ from msad.config import Recipe, recipe_from_dict
 from msad.data import build_train_loader
 from msad.api._situations import user_situations
 from msad.api.run_directory import check_run_directory, check_trainable
-from msad.engine import Trainer, launch, seed_everything
+from msad.engine import Trainer, launch, resolve_device, seed_everything
 from msad.comm import get_rank, get_world_size
 from msad.errors import CheckpointError, UsageError
 from msad.tasks.detection import DetectionTask
@@ -134,11 +134,12 @@ def _train_worker(job: _Job) -> dict[str, float]:
     run = recipe.run
     settings = run_settings(recipe)
     collate = build_train_collator(recipe, job.role, normalize_on_device=True)  # uint8 to the device, normalised there
+    pin = resolve_device(settings.device).type == "cuda"  # pinned batches: copies the host does not wait for
 
     def loader(start: int, rank: int, world_size: int):
         return build_train_loader(
             train_set, total_batch_size=solver.batch_size, rank=rank, world_size=world_size, seed=run.seed,
-            start_iter=start, num_workers=recipe.data.num_workers, collate=collate,
+            start_iter=start, num_workers=recipe.data.num_workers, collate=collate, pin_memory=pin,
         )
 
     files = {"recipe.toml": recipe.dump_toml(), "recipe.json": json.dumps(recipe.model_dump(mode="json"), indent=1)}

@@ -124,11 +124,11 @@ class InferenceSampler(Sampler[int]):
         return self.end - self.begin
 
 
-def _loader_kwargs(num_workers: int) -> dict:
+def _loader_kwargs(num_workers: int, pin_memory: bool | None = None) -> dict:
     return {
         "num_workers": num_workers,
         "persistent_workers": num_workers > 0,
-        "pin_memory": torch.cuda.is_available(),
+        "pin_memory": torch.cuda.is_available() if pin_memory is None else pin_memory,
     }
 
 
@@ -154,11 +154,13 @@ def build_train_loader(
     start_iter: int = 0,
     num_workers: int = 0,
     collate: Callable[[list], Batch],
+    pin_memory: bool | None = None,
 ) -> Iterator[Batch]:
     """An endless iterator of this rank's training batches starting at global iteration ``start_iter``.
 
     The dataset is indexed with ``(index, aug_seed)`` keys from :class:`TrainBatchSampler`. The workers start here,
-    after :func:`freeze_before_fork`.
+    after :func:`freeze_before_fork`. ``pin_memory``: hand out batches in pinned memory (:meth:`Batch.pin_memory`),
+    for copies to a CUDA device that the host does not wait for; ``None``: whenever CUDA is available.
     """
     sampler = TrainBatchSampler(
         len(dataset),
@@ -168,7 +170,7 @@ def build_train_loader(
         seed=seed,
         start_iter=start_iter,
     )
-    loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, **_loader_kwargs(num_workers))
+    loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, **_loader_kwargs(num_workers, pin_memory))
     freeze_before_fork(num_workers)
     return iter(loader)
 

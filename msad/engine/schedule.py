@@ -83,9 +83,13 @@ def param_groups(model: nn.Module, settings: SolverSettings) -> list[dict]:
     return [{"params": params, "weight_decay": decay} for decay, params in groups.items()]
 
 
-def build_optimizer(model: nn.Module, settings: SolverSettings) -> torch.optim.SGD:
-    """SGD with momentum over :func:`param_groups`, at the lr of iteration 0."""
+def build_optimizer(model: nn.Module, settings: SolverSettings, *, fused: bool = False) -> torch.optim.SGD:
+    """SGD with momentum over :func:`param_groups`, at the lr of iteration 0.
+
+    ``fused``: torch's fused kernel, which takes a GradScaler's inf check as a device tensor; the default
+    (foreach) SGD makes the scaler read it back to the host every step. The trainer asks for it under fp16.
+    """
     groups = param_groups(model, settings)
     if not groups:
         raise ValueError("the model has no trainable parameters")
-    return torch.optim.SGD(groups, lr=lr_at(0, settings), momentum=settings.momentum)
+    return torch.optim.SGD(groups, lr=lr_at(0, settings), momentum=settings.momentum, fused=fused or None)

@@ -127,7 +127,8 @@ class Trainer:
         if note:
             self._say(note)
         self.model = model.train()
-        self.optimizer = build_optimizer(model, self.solver)
+        # fp16 (CUDA only): the fused SGD skips an overflowed step on the device, where the GradScaler would sync
+        self.optimizer = build_optimizer(model, self.solver, fused=self.solver.amp == "fp16")
         self.schedule = LRSchedule(self.optimizer, self.solver)
         self.ema = ModelEMA(model, self.solver.ema_decay) if self.solver.ema_decay > 0 else None
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.solver.amp == "fp16")

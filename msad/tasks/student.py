@@ -69,7 +69,8 @@ class StudentTask(DetectionTask):
                 target = self.teacher.fused_features(batch.images)
             raw = self.distill_loss(features, target)
             losses["loss_kd"] = weight * raw
-            self._logged = {"kd_raw": raw.detach(), "kd_weight": raw.new_tensor(weight)}
+            # new_full fills on the device from a Python number; new_tensor would copy it from the host (a sync)
+            self._logged = {"kd_raw": raw.detach(), "kd_weight": raw.detach().new_full((), weight)}
         return losses
 
     def logged_scalars(self) -> dict[str, Tensor]:

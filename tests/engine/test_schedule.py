@@ -65,3 +65,11 @@ def test_settings_reject_bad_values():
         solver(steps=(8, 6))
     with pytest.raises(ValueError, match="amp"):
         solver(amp="fp8")
+
+
+def test_fused_sgd_on_request_only():
+    """fp16 asks for the fused SGD (it takes the GradScaler's inf flag on the device: no host read per step)."""
+    model = nn.Linear(2, 1)
+    assert not any(g["fused"] for g in build_optimizer(model, solver()).param_groups)  # foreach: numbers as before
+    fused = build_optimizer(model, solver(), fused=True)
+    assert all(g["fused"] for g in fused.param_groups) and getattr(fused, "_step_supports_amp_scaling", False)
