@@ -135,11 +135,13 @@ def _train_worker(job: _Job) -> dict[str, float]:
     settings = run_settings(recipe)
     collate = build_train_collator(recipe, job.role, normalize_on_device=True)  # uint8 to the device, normalised there
     pin = resolve_device(settings.device).type == "cuda"  # pinned batches: copies the host does not wait for
+    landscape = train_set.landscape() if recipe.data.group_aspect_ratio else None  # None: no aspect-ratio grouping
 
     def loader(start: int, rank: int, world_size: int):
         return build_train_loader(
             train_set, total_batch_size=solver.batch_size, rank=rank, world_size=world_size, seed=run.seed,
             start_iter=start, num_workers=recipe.data.num_workers, collate=collate, pin_memory=pin,
+            landscape=landscape,
         )
 
     files = {"recipe.toml": recipe.dump_toml(), "recipe.json": json.dumps(recipe.model_dump(mode="json"), indent=1)}

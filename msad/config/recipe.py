@@ -119,6 +119,9 @@ class DataRecipe(BaseModel):
     num_workers: NonNegativeInt = 2
     on_bad_image: Literal["error", "skip"] = "error"
     on_bad_annotation: Literal["error", "drop"] = "error"
+    # batch landscape (w > h) and portrait images apart, as detectron2's DATALOADER.ASPECT_RATIO_GROUPING (less
+    # padding); reads each training image's width and height from the annotation file
+    group_aspect_ratio: bool = False
 
     @model_validator(mode="after")
     def _sizes(self) -> DataRecipe:

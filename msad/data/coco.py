@@ -232,6 +232,22 @@ class CocoDetection(torch.utils.data.Dataset):
         """Number of (non-crowd) annotated boxes."""
         return self._table.num_boxes
 
+    def landscape(self) -> np.ndarray:
+        """``bool [n]``: image ``i`` is wider than high, by the annotation file's sizes (for aspect-ratio grouping).
+
+        Raises:
+            DatasetError: an image has no ``width`` / ``height`` in the file.
+        """
+        table = self._table
+        missing = np.flatnonzero((table.heights < 0) | (table.widths < 0))
+        if len(missing):
+            raise DatasetError(
+                f"{len(missing)} of {len(self)} images in {str(self.annotations_file)!r} have no 'width'/'height' "
+                f"(first: {table.file_name(int(missing[0]))!r}); aspect-ratio grouping reads them: add them or set "
+                "data.group_aspect_ratio = false"
+            )
+        return table.widths > table.heights
+
     def has_trainable_box(self, *, short_size: int, max_size: int, scale: float) -> bool | None:
         """Whether any box keeps both sides above the minimum after resizing to ``short_size`` (long side capped) × ``scale``.
 

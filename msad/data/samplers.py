@@ -6,13 +6,20 @@ positions ``[i·B, (i+1)·B)``; rank ``r`` of ``R`` takes the contiguous slice `
 Every element is ``(dataset_index, aug_seed)`` with ``aug_seed`` a hash of ``(seed, position)``, so a
 batch is a pure function of ``(seed, iteration, rank, world_size)`` and resuming at iteration ``k``
 reproduces the uninterrupted run exactly.
+
+With aspect-ratio grouping (:class:`AspectRatioGroupedBatchSampler`, as detectron2's ``AspectRatioGroupedDataset``)
+the same stream is dealt into two buckets, landscape (``w > h``) and portrait (``w <= h``), and a per-rank batch is
+emitted when its bucket is full: global iteration ``i`` is groups ``[i·R, (i+1)·R)`` of that emission order, rank
+``r`` taking group ``i·R + r``. Every stream element still lands in exactly one batch of one rank, with the
+augmentation seed of its stream position, and a batch is still a pure function of its arguments.
 """
 
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
+import numpy as np
 import torch
 from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
 
@@ -20,6 +27,7 @@ from msad.structures import Batch
 
 __all__ = [
     "TrainBatchSampler",
+    "AspectRatioGroupedBatchSampler",
     "InferenceSampler",
     "aug_seed",
     "build_train_loader",
@@ -104,6 +112,69 @@ class TrainBatchSampler:
             iteration += 1
 
 
+class AspectRatioGroupedBatchSampler(TrainBatchSampler):
+    """:class:`TrainBatchSampler`'s stream batched by orientation: every per-rank batch is all landscape or all portrait.
+
+    The stream's elements are dealt in order into a landscape and a portrait bucket; a bucket that reaches the
+    per-rank batch size ``b`` is emitted as one group (detectron2's ``AspectRatioGroupedDataset``, run once over the
+    global stream, so the ranks' batches stay disjoint). The groups of each epoch are computed at once from the
+    epoch's permutation and the elements the previous epoch left in the buckets, so resuming at iteration ``k``
+    replays whole epochs of indices (no data), not batches.
+
+    Args:
+        landscape: ``[n]`` booleans, ``True`` where image ``i`` is wider than high.
+        **kwargs: as :class:`TrainBatchSampler`.
+    """
+
+    def __init__(self, dataset_size: int, *, landscape: Sequence[bool] | np.ndarray, **kwargs: int) -> None:
+        super().__init__(dataset_size, **kwargs)
+        self.landscape = np.asarray(landscape, dtype=bool).reshape(-1)
+        if len(self.landscape) != dataset_size:
+            raise ValueError(f"landscape has {len(self.landscape)} entries for a dataset of {dataset_size}")
+        self._restart()
+
+    def _restart(self) -> None:
+        """Forget every computed epoch: the next group looked up is found from epoch 0."""
+        self._epoch = -1
+        self._first_group = 0  # global index of the first group of self._epoch
+        self._groups = np.zeros((0, 2, self.batch_size), dtype=np.int64)  # [G, (index, position), b]
+        self._carry = np.zeros((2, 0), dtype=np.int64)  # (index, position) of the elements left in the buckets
+
+    def _next_epoch(self) -> None:
+        """Group the next epoch's elements (after the carried ones) and keep what is left in the buckets."""
+        self._first_group += len(self._groups)
+        self._epoch += 1
+        n, b = self.dataset_size, self.batch_size
+        stream = np.concatenate([
+            self._carry,
+            np.stack([self.permutation(self._epoch).numpy(), self._epoch * n + np.arange(n)]),
+        ], axis=1)
+        full, ends, left = [], [], []
+        for bucket in (self.landscape[stream[0]], ~self.landscape[stream[0]]):
+            members = np.flatnonzero(bucket)
+            count = len(members) // b * b
+            full.append(members[:count].reshape(-1, b))
+            ends.append(members[b - 1:count:b])  # where each group fills up: the order of emission
+            left.append(members[count:])
+        order = np.argsort(np.concatenate(ends), kind="stable")
+        members = np.concatenate(full)[order]
+        self._groups = stream[:, members].transpose(1, 0, 2)
+        self._carry = stream[:, np.sort(np.concatenate(left))]
+
+    def _group(self, group: int) -> np.ndarray:
+        """``[2, b]`` (index, position) of global group ``group``."""
+        if group < self._first_group:
+            self._restart()
+        while group >= self._first_group + len(self._groups):
+            self._next_epoch()
+        return self._groups[group - self._first_group]
+
+    def batch(self, iteration: int) -> list[tuple[int, int]]:
+        """This rank's group of global iteration ``iteration`` (a pure function of its arguments)."""
+        indices, positions = self._group(iteration * self.world_size + self.rank).tolist()
+        return [(index, aug_seed(self.seed, position)) for index, position in zip(indices, positions, strict=True)]
+
+
 class InferenceSampler(Sampler[int]):
     """Contiguous shard of ``range(size)`` for ``rank``: every index is seen exactly once across ranks.
 
@@ -155,20 +226,21 @@ def build_train_loader(
     num_workers: int = 0,
     collate: Callable[[list], Batch],
     pin_memory: bool | None = None,
+    landscape: Sequence[bool] | np.ndarray | None = None,
 ) -> Iterator[Batch]:
     """An endless iterator of this rank's training batches starting at global iteration ``start_iter``.
 
-    The dataset is indexed with ``(index, aug_seed)`` keys from :class:`TrainBatchSampler`. The workers start here,
-    after :func:`freeze_before_fork`. ``pin_memory``: hand out batches in pinned memory (:meth:`Batch.pin_memory`),
-    for copies to a CUDA device that the host does not wait for; ``None``: whenever CUDA is available.
+    The dataset is indexed with ``(index, aug_seed)`` keys from :class:`TrainBatchSampler`, or, given ``landscape``
+    (``[n]`` booleans: image ``i`` is wider than high), from :class:`AspectRatioGroupedBatchSampler`. The workers
+    start here, after :func:`freeze_before_fork`. ``pin_memory``: hand out batches in pinned memory
+    (:meth:`Batch.pin_memory`), for copies to a CUDA device that the host does not wait for; ``None``: whenever CUDA
+    is available.
     """
-    sampler = TrainBatchSampler(
-        len(dataset),
-        total_batch_size=total_batch_size,
-        rank=rank,
-        world_size=world_size,
-        seed=seed,
-        start_iter=start_iter,
+    stream = {"total_batch_size": total_batch_size, "rank": rank, "world_size": world_size, "seed": seed,
+              "start_iter": start_iter}
+    sampler = (
+        TrainBatchSampler(len(dataset), **stream) if landscape is None
+        else AspectRatioGroupedBatchSampler(len(dataset), landscape=landscape, **stream)
     )
     loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, **_loader_kwargs(num_workers, pin_memory))
     freeze_before_fork(num_workers)

@@ -40,6 +40,7 @@ def test_width_recipe_matches_the_reference(name: str) -> None:
     data = recipe.data
     assert data.train_sizes == [640, 672, 704, 736, 768, 800] and data.max_size == 1333 and data.test_size == 800
     assert data.flip_prob == 0.5 and data.size_divisibility == 32 and data.scale == 1.0
+    assert data.group_aspect_ratio is True  # DATALOADER.ASPECT_RATIO_GROUPING
     teacher = recipe.teacher
     assert teacher.k == 2 and teacher.size_divisibility == 256 and teacher.eval_branch == "fused"
     assert teacher.loss_weights.model_dump() == {"hr": 1.0, "lr": 1.0, "fused": 0.4} and teacher.fusion_hidden == 32
@@ -59,3 +60,10 @@ def test_every_paper_recipe_points_to_the_reference_table() -> None:
     assert (RECIPES.parent / "docs" / "reference-configs.md").is_file()
     for recipe in (RECIPES / "coco.toml", *(RECIPES / f"{n}.toml" for n in SCHEDULES)):
         assert "docs/reference-configs.md" in recipe.read_text(encoding="utf-8"), recipe.name
+
+
+def test_aspect_ratio_grouping_is_off_outside_the_paper_recipes() -> None:
+    others = [p for p in RECIPES.glob("*.toml") if p.stem != "coco" and p.stem not in SCHEDULES]
+    assert others
+    for path in others:
+        assert load_recipe(path, overrides=[]).data.group_aspect_ratio is False, path.name

@@ -135,3 +135,16 @@ def test_freeze_before_fork_only_with_workers() -> None:
         assert gc.get_freeze_count() > 0
     finally:
         gc.unfreeze()
+
+
+def test_orientation_for_grouping_comes_from_the_file_sizes(tmp_path: Path) -> None:
+    from msad.data.coco import DatasetError
+
+    images = [{"id": 1, "file_name": "a.png", "width": 8, "height": 6}, {"id": 2, "file_name": "b.png", "width": 6,
+              "height": 8}, {"id": 3, "file_name": "c.png", "width": 5, "height": 5}]
+    ds = _dataset(tmp_path, {"images": images, "annotations": [], "categories": CATEGORIES}, train=True)
+    assert ds.landscape().tolist() == [True, False, False]  # square goes with portrait, as detectron2
+    del images[1]["height"]
+    unsized = _dataset(tmp_path, {"images": images, "annotations": [], "categories": CATEGORIES}, train=True)
+    with pytest.raises(DatasetError, match=r"1 of 3 images .* no 'width'/'height' \(first: 'b.png'\).*group_aspect_ratio = false"):
+        unsized.landscape()

@@ -9,6 +9,7 @@ import torch
 
 from msad.data.collate import Collator
 from msad.data.samplers import (
+    AspectRatioGroupedBatchSampler,
     InferenceSampler,
     TrainBatchSampler,
     aug_seed,
@@ -100,3 +101,63 @@ def test_build_test_loader_shards_and_skips_empty_batches() -> None:
         loader = build_test_loader(_Toy(), batch_size=1, rank=rank, world_size=2, num_workers=0, collate=Collator())
         ids += [b.image_ids for b in loader]
     assert ids == [[0], [1], [2], [4]]  # index 3 skipped: its empty batch is left out
+
+
+def _bucketed_reference(landscape: list[bool], batch: int, seed: int, groups: int) -> list[list[tuple[int, int]]]:
+    """detectron2's AspectRatioGroupedDataset over the ungrouped one-element-at-a-time stream."""
+    stream = iter(TrainBatchSampler(len(landscape), total_batch_size=1, rank=0, world_size=1, seed=seed))
+    buckets: dict[bool, list[tuple[int, int]]] = {True: [], False: []}
+    out = []
+    while len(out) < groups:
+        element = next(stream)[0]
+        bucket = buckets[landscape[element[0]]]
+        bucket.append(element)
+        if len(bucket) == batch:
+            out.append(bucket[:])
+            del bucket[:]
+    return out
+
+
+@pytest.mark.parametrize(("n", "world", "per_rank"), [(13, 2, 3), (5, 1, 4), (40, 4, 2)])
+def test_grouped_batches_are_detectron2_buckets_dealt_to_ranks(n: int, world: int, per_rank: int) -> None:
+    landscape = [bool(v) for v in torch.rand(n, generator=torch.Generator().manual_seed(n)).lt(0.7)]
+    iters = 30
+    reference = _bucketed_reference(landscape, per_rank, seed=5, groups=iters * world)
+    samplers = [
+        AspectRatioGroupedBatchSampler(n, landscape=landscape, total_batch_size=per_rank * world, rank=r,
+                                       world_size=world, seed=5)
+        for r in range(world)
+    ]
+    got = [samplers[r].batch(i) for i in range(iters) for r in range(world)]
+    assert got == reference  # rank r of iteration i holds group i·R + r, augmentation seeds of the stream positions
+    assert all(len({landscape[i] for i, _ in batch}) == 1 for batch in got)  # never mixed
+    seeds = [s for batch in got for _, s in batch]
+    assert len(set(seeds)) == len(seeds)  # every stream element in one batch of one rank
+
+
+def test_grouped_stream_resumes_exactly_and_is_pure() -> None:
+    landscape = [i % 3 != 0 for i in range(11)]
+    kwargs = dict(landscape=landscape, total_batch_size=4, rank=1, world_size=2, seed=2)
+    full = _take(AspectRatioGroupedBatchSampler(11, **kwargs), 25)
+    for k in (1, 6, 19):
+        assert _take(AspectRatioGroupedBatchSampler(11, start_iter=k, **kwargs), 25 - k) == full[k:]
+    sampler = AspectRatioGroupedBatchSampler(11, **kwargs)
+    assert [sampler.batch(i) for i in (20, 3, 20, 0)] == [full[20], full[3], full[20], full[0]]  # any order
+
+
+def test_one_orientation_groups_to_the_ungrouped_stream() -> None:
+    kwargs = dict(total_batch_size=6, rank=0, world_size=2, seed=7)
+    plain = _take(TrainBatchSampler(9, **kwargs), 10)
+    assert _take(AspectRatioGroupedBatchSampler(9, landscape=[True] * 9, **kwargs), 10) == plain
+    with pytest.raises(ValueError, match="landscape has 3 entries"):
+        AspectRatioGroupedBatchSampler(9, landscape=[True] * 3, **kwargs)
+
+
+def test_build_train_loader_groups_only_when_asked() -> None:
+    kwargs = dict(total_batch_size=2, rank=0, world_size=1, seed=4, num_workers=0, collate=Collator())
+    plain = [b.image_ids for b in itertools.islice(build_train_loader(_Toy(), **kwargs), 8)]
+    stream = _take(TrainBatchSampler(5, total_batch_size=2, rank=0, world_size=1, seed=4), 8)
+    assert plain == [[i for i, _ in batch] for batch in stream]  # off: today's stream
+    landscape = [True, False, True, False, False]
+    grouped = [b.image_ids for b in itertools.islice(build_train_loader(_Toy(), landscape=landscape, **kwargs), 8)]
+    assert grouped != plain and all(landscape[a] == landscape[b] for a, b in grouped)
