@@ -258,9 +258,15 @@ def solver_settings(recipe: Recipe, *, role: str) -> SolverSettings:
     return _settings(SolverSettings, recipe.solver_for(STAGES[role]).model_dump())
 
 
-def run_settings(recipe: Recipe) -> RunSettings:
-    """The engine's run settings from the recipe's ``[run]`` table."""
-    return _settings(RunSettings, recipe.run.model_dump())
+def run_settings(recipe: Recipe, *, role: str | None = None) -> RunSettings:
+    """The engine's run settings from the recipe's ``[run]`` table; with ``role``, that stage's SyncBN setting
+    (``teacher.sync_bn`` replaces ``run.sync_bn`` for the teacher, :meth:`Recipe.sync_bn_for`)."""
+    values = recipe.run.model_dump()
+    if role is not None:
+        if role not in STAGES:
+            raise ValueError(f"unknown role {role!r}; expected one of {ROLES}")
+        values["sync_bn"] = recipe.sync_bn_for(STAGES[role])
+    return _settings(RunSettings, values)
 
 
 def _settings(cls: type, values: Mapping[str, Any]) -> Any:

@@ -66,6 +66,13 @@ def test_run_settings_follow_the_run_table() -> None:
     assert (str(run.output), run.seed, run.eval_period) == ("somewhere", 3, 9)
 
 
+def test_the_teacher_stage_can_set_its_own_sync_bn() -> None:
+    recipe = _recipe(run={"sync_bn": "auto"}, teacher={"sync_bn": False})
+    assert [run_settings(recipe, role=r).sync_bn for r in ("baseline", "teacher", "student")] == ["auto", False, "auto"]
+    assert run_settings(recipe).sync_bn == "auto"  # no role: the [run] table as written
+    assert run_settings(_recipe(run={"sync_bn": True}), role="teacher").sync_bn is True  # left out: run.sync_bn
+
+
 def test_run_fields_are_declared_once() -> None:
     assert set(RunRecipe.model_fields) == {f.name for f in fields(RunSettings)}
     assert all(f.default is f.default_factory for f in fields(RunSettings))  # no engine defaults

@@ -132,7 +132,7 @@ def _train_worker(job: _Job) -> dict[str, float]:
         print(f"teacher {job.teacher}: frozen, BatchNorm in {mode[recipe.distill.teacher_bn]}", flush=True)
     solver = solver_settings(recipe, role=job.role)
     run = recipe.run
-    settings = run_settings(recipe)
+    settings = run_settings(recipe, role=job.role)
     collate = build_train_collator(recipe, job.role, normalize_on_device=True)  # uint8 to the device, normalised there
     pin = resolve_device(settings.device).type == "cuda"  # pinned batches: copies the host does not wait for
     landscape = train_set.landscape() if recipe.data.group_aspect_ratio else None  # None: no aspect-ratio grouping

@@ -21,6 +21,7 @@ __all__ = [
     "FiniteFloat",
     "Fraction",
     "PluginSpec",
+    "sync_bn_choice",
 ]
 
 _STRICT = ConfigDict(extra="forbid")
@@ -33,6 +34,13 @@ PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
 NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 Fraction = Annotated[float, Field(ge=0, le=1)]
+
+
+def sync_bn_choice(value: Any) -> Any:
+    """Accept a ``sync_bn`` value (``true``, ``false`` or ``"auto"``; ``None`` passes for "not set")."""
+    if value is None or isinstance(value, bool) or value == "auto":
+        return value
+    raise ValueError(f'must be true, false or "auto", got {value!r}')
 
 
 class PluginSpec(BaseModel):

@@ -33,6 +33,7 @@ from msad.config.common import (  # noqa: F401 - AmpMode and PluginSpec are re-e
     PositiveFloat,
     PositiveInt,
     _default_names,
+    sync_bn_choice,
 )
 from msad.config.stages import (  # noqa: F401 - the Recipe's sections; all re-exported
     DistillRecipe,
@@ -158,9 +159,7 @@ class RunRecipe(BaseModel):
     @field_validator("sync_bn", mode="before")
     @classmethod
     def _sync_bn_choice(cls, value: Any) -> Any:
-        if isinstance(value, bool) or value == "auto":
-            return value
-        raise ValueError(f'must be true, false or "auto", got {value!r}')
+        return sync_bn_choice(value)
 
     @field_validator("best_metric")
     @classmethod
@@ -206,6 +205,14 @@ class Recipe(BaseModel):
             raise ValueError(f"unknown stage {stage!r}; expected train, teacher or distill")
         overrides = getattr(self, stage).solver.model_dump(exclude_none=True)
         return SolverRecipe.model_validate({**self.solver.model_dump(), **overrides})
+
+    def sync_bn_for(self, stage: Stage) -> bool | Literal["auto"]:
+        """The SyncBN setting of ``stage``: ``teacher.sync_bn`` for the teacher when set, else ``run.sync_bn``."""
+        if stage not in ("train", "teacher", "distill"):
+            raise ValueError(f"unknown stage {stage!r}; expected train, teacher or distill")
+        if stage == "teacher" and self.teacher.sync_bn is not None:
+            return self.teacher.sync_bn
+        return self.run.sync_bn
 
     @model_validator(mode="after")
     def _stage_solvers(self) -> Recipe:

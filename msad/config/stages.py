@@ -23,6 +23,7 @@ from msad.config.common import (
     PositiveFloat,
     PositiveInt,
     _default_names,
+    sync_bn_choice,
 )
 from msad.levels import LevelPairing
 
@@ -102,7 +103,9 @@ class TeacherRecipe(BaseModel):
     ``bn = "shared"`` (the paper) normalises both resolutions with one set of backbone BatchNorms;
     ``"per_resolution"`` (beyond the paper) gives each resolution a private set, switched by branch as a
     slimmable network switches BN by width. ``fusion_weight`` is the old name of ``loss_weights.fused``
-    (still read; giving both with different values is an error).
+    (still read; giving both with different values is an error). ``sync_bn`` (``true``, ``false`` or ``"auto"``)
+    replaces ``run.sync_bn`` for the teacher stage only; left out, the teacher follows ``run.sync_bn``. The
+    reference trains its w0.5 and w0.75 teachers with per-GPU BN and every other stage with SyncBN.
     """
 
     model_config = _STRICT
@@ -113,7 +116,13 @@ class TeacherRecipe(BaseModel):
     fusion_hidden: PositiveInt = 32
     size_divisibility: PositiveInt = 256
     eval_branch: Literal["fused", "hr", "lr"] = "fused"
+    sync_bn: bool | Literal["auto"] | None = None  # None (left out): run.sync_bn
     solver: SolverOverrides = Field(default_factory=SolverOverrides)
+
+    @field_validator("sync_bn", mode="before")
+    @classmethod
+    def _sync_bn_choice(cls, value: Any) -> Any:
+        return sync_bn_choice(value)
 
     @model_validator(mode="before")
     @classmethod

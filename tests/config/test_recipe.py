@@ -265,3 +265,9 @@ def test_sync_bn_choices(text: str, expected: object, tmp_path: Path) -> None:
 def test_sync_bn_refuses_anything_else(value: str, tmp_path: Path) -> None:
     with pytest.raises(RecipeError, match=r'run\.sync_bn.*true, false or "auto"'):
         load_recipe(_minimal(tmp_path, f"\n[run]\nsync_bn = {value}\n"))
+
+
+@pytest.mark.parametrize("value", ['"yes"', "1", '"off"'])
+def test_teacher_sync_bn_refuses_anything_else(value: str, tmp_path: Path) -> None:
+    with pytest.raises(RecipeError, match=r'teacher\.sync_bn.*true, false or "auto"'):
+        load_recipe(_minimal(tmp_path, f"\n[teacher]\nsync_bn = {value}\n"))

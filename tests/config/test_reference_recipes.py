@@ -22,6 +22,8 @@ SCHEDULES = {
     "w100": ((8, 0.01, 180000, [120000, 160000]), (16, 0.01, 90000, [60000, 80000])),
 }
 WIDTHS = {"w025": 0.25, "w050": 0.5, "w075": 0.75, "w100": 1.0}
+#: width → the reference teacher's MODEL.SLRESNETS.NORM: SyncBN, except BN (per-GPU) for the w0.5 and w0.75 teachers
+TEACHER_SYNC_BN = {"w025": "auto", "w050": False, "w075": False, "w100": "auto"}
 
 
 @pytest.mark.parametrize("name", sorted(SCHEDULES))
@@ -31,7 +33,8 @@ def test_width_recipe_matches_the_reference(name: str) -> None:
     assert backbone.name == "slimmable_resnet"
     assert backbone.options["width"] == WIDTHS[name] and backbone.options["depth"] == 50
     assert backbone.options["freeze_at"] == 0 and backbone.options["norm"] == "bn"  # FREEZE_AT -1
-    assert recipe.run.sync_bn == "auto"
+    assert recipe.run.sync_bn == "auto"  # SyncBN for every student (and baseline) on several GPUs
+    assert recipe.sync_bn_for("distill") == "auto" and recipe.sync_bn_for("teacher") == TEACHER_SYNC_BN[name]
     assert recipe.model.neck.name == "fpn" and recipe.model.neck.options["out_channels"] == 256
     assert recipe.model.head.options == {"num_convs": 4, "norm": "gn", "box_init": "normal"}  # N(0, 0.01) box layer
     loss, post = recipe.model.loss, recipe.model.postprocess
