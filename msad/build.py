@@ -239,13 +239,15 @@ def build_eval_collator(recipe: Recipe, role: str) -> Collator:
 def build_evaluator(
     recipe: Recipe, role: str, dataset: CocoDetection, *, batch_size: int
 ) -> Callable[[Predictor], dict[str, float]]:
-    """``evaluator(predict) -> metrics`` over ``dataset`` (sharded over ranks, gathered)."""
+    """``evaluator(predict) -> metrics`` over ``dataset`` (sharded over ranks, gathered); its ``num_images``
+    attribute says how many images it evaluates on."""
     collate = build_eval_collator(recipe, role)
     workers = recipe.data.num_workers
 
     def evaluator(predict: Predictor) -> dict[str, float]:
         return evaluate_coco(predict, dataset, collate=collate, batch_size=batch_size, num_workers=workers)
 
+    evaluator.num_images = len(dataset)  # type: ignore[attr-defined]
     return evaluator
 
 def solver_settings(recipe: Recipe, *, role: str) -> SolverSettings:

@@ -22,6 +22,7 @@ from msad.build import (
 )
 from msad.build import check_frozen_backbone
 from msad.config import Recipe, recipe_from_dict
+from msad.console import plural
 from msad.data import build_train_loader
 from msad.api._situations import user_situations
 from msad.api.run_directory import check_run_directory, check_trainable
@@ -145,8 +146,14 @@ def _train_worker(job: _Job) -> dict[str, float]:
         )
 
     files = {"recipe.toml": recipe.dump_toml(), "recipe.json": json.dumps(recipe.model_dump(mode="json"), indent=1)}
-    trainer = Trainer(task, solver=solver, run=settings, make_train_loader=loader, resume=job.resume, force=job.force, files=files)
+    trainer = Trainer(task, solver=solver, run=settings, make_train_loader=loader, resume=job.resume, force=job.force,
+                      files=files, about=_data_sizes(len(train_set), getattr(task.evaluator, "num_images", None)))
     return trainer.fit()
+
+
+def _data_sizes(train: int, val: int | None) -> str:
+    """``"data: 400 train images, 100 val images"`` for the start banner (``no validation`` without val data)."""
+    return f"data: {plural(train, 'train image')}, " + ("no validation" if val is None else plural(val, "val image"))
 
 
 def _check_batch_split(recipe: Recipe, role: str) -> None:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from msad.console import format_metric, make_console  # format_metric: re-exported, it lived here
 from msad.cli.lazy import lazy_module
 
 if TYPE_CHECKING:
@@ -21,8 +20,8 @@ config = lazy_module("msad.config")
 
 __all__ = ["register", "format_metric", "metrics_table", "rows_table"]
 
-_out = Console()
-_err = Console(stderr=True)
+_out = make_console()
+_err = make_console(stderr=True)
 
 RecipeArg = Annotated[Path, typer.Argument(help="Recipe TOML file (see recipes/).", show_default=False)]
 SetOpt = Annotated[
@@ -37,13 +36,6 @@ ForceOpt = Annotated[bool, typer.Option("--force", help="Start over in an output
 
 def _recipe(path: Path, sets: list[str] | None) -> Recipe:
     return config.load_recipe(path, overrides=sets or [])
-
-
-def format_metric(value: Any) -> str:
-    """A metric for a person: two decimals, or "–" when it is undefined (None or NaN, e.g. APl without large objects)."""
-    if isinstance(value, bool) or not isinstance(value, float | int):
-        return "–" if value is None else str(value)
-    return f"{value:.2f}" if math.isfinite(value) else "–"
 
 
 def metrics_table(title: str, metrics: dict[str, Any]) -> Table:

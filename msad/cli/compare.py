@@ -6,14 +6,14 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 
+from msad.console import make_console
 from msad.cli.commands import rows_table
 from msad.cli.lazy import lazy_module
 
 __all__ = ["register"]
 
-_out = Console()
+_out = make_console()
 api_compare = lazy_module("msad.api.compare")
 config = lazy_module("msad.config")
 

@@ -6,13 +6,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
+from msad.console import make_console
 from msad.cli.lazy import lazy_module
 
 __all__ = ["register"]
 
-_out = Console()
+_out = make_console()
 export_api = lazy_module("msad.api.export")
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from msad.console import make_console
 from msad.cli.lazy import lazy_module
 
 # imported by the first command that uses them (torch, pydantic), never by --help or --version
@@ -18,7 +18,7 @@ config = lazy_module("msad.config")
 
 __all__ = ["register"]
 
-_out = Console()
+_out = make_console()
 
 class SynthProfileName(str, Enum):
     """Profiles of ``msad data synth`` (see :func:`msad.data.synth.synth_profile`)."""

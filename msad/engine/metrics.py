@@ -1,4 +1,4 @@
-"""What a run reports: ``metrics.jsonl``, the progress display, and ``environment.json``.
+"""What a run reports: ``metrics.jsonl`` and ``environment.json`` (the progress display is :mod:`msad.engine.progress`).
 
 ``metrics.jsonl`` has one JSON object per line with a ``type``: ``"train"`` lines (``iteration`` = completed
 iterations, ``lr``, each loss, ``total_loss``, ``images_per_s`` of the global batch, ``time`` = seconds per
@@ -7,24 +7,24 @@ iteration over the logging window, ``elapsed``) and ``"eval"`` lines (``iteratio
 
 from __future__ import annotations
 
-import datetime
 import json
 import math
-import os
 import platform
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
 import msad
+from msad.console import on_terminal
+from msad.engine.progress import Progress  # re-exported: it lived here
 from msad.serialization import atomic_write_text
 
 __all__ = ["MetricsWriter", "finite_or_none", "strict_json", "read_metrics", "Progress", "use_rich_progress", "environment_info"]
+
+use_rich_progress = on_terminal  # the old name: a live display only on a terminal and never under ``CI=true``
 
 
 class MetricsWriter:
@@ -76,82 +76,6 @@ def read_metrics(path: str | Path) -> list[dict[str, Any]]:
     return records
 
 
-def use_rich_progress() -> bool:
-    """A live progress bar only on a terminal and never under ``CI=true``."""
-    return sys.stdout.isatty() and os.environ.get("CI", "").lower() not in ("true", "1")
-
-
-class Progress:
-    """Rank 0's progress: a rich bar (iteration, ETA, losses, images/s) or plain lines every ``log_period``.
-
-    Args:
-        total: the run's last iteration.
-        start: completed iterations at start (resume).
-        log_period: iterations between plain lines.
-        enabled: ``False`` on ranks other than 0.
-        rich: live bar (default: :func:`use_rich_progress`).
-        echo: where plain lines go.
-    """
-
-    def __init__(
-        self,
-        *,
-        total: int,
-        start: int,
-        log_period: int,
-        enabled: bool = True,
-        rich: bool | None = None,
-        echo: Callable[[str], None] = print,
-    ) -> None:
-        self.total, self.start, self.log_period, self.echo = total, start, log_period, echo
-        self.enabled = enabled
-        self.started = time.perf_counter()
-        self._bar = None
-        if enabled and (use_rich_progress() if rich is None else rich):
-            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-            from rich.progress import Progress as RichProgress
-
-            self._bar = RichProgress(
-                TextColumn("[bold]train"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[status]}"),
-            )
-            self._task = self._bar.add_task("train", total=total, completed=start, status="")
-            self._bar.start()
-
-    def update(self, iteration: int, stats: dict[str, float]) -> None:
-        """Report ``iteration`` completed iterations with ``stats`` (lr, losses, images_per_s)."""
-        if not self.enabled:
-            return
-        status = "  ".join(f"{k} {_fmt(v)}" for k, v in stats.items())
-        if self._bar is not None:
-            self._bar.update(self._task, completed=iteration, status=status)
-        elif iteration % self.log_period == 0 or iteration == self.total:
-            self.echo(f"iter {iteration}/{self.total}  {status}  eta {self.eta(iteration)}")
-
-    def eta(self, iteration: int) -> str:
-        """Estimated time left, from the mean iteration time of this process."""
-        done = iteration - self.start
-        if done <= 0:
-            return "?"
-        left = (time.perf_counter() - self.started) / done * (self.total - iteration)
-        return str(datetime.timedelta(seconds=int(left)))
-
-    def message(self, text: str) -> None:
-        """Print a line above the bar (or plainly)."""
-        if not self.enabled:
-            return
-        if self._bar is not None:
-            self._bar.console.print(text)
-        else:
-            self.echo(text)
-
-    def close(self) -> None:
-        """Stop the live bar."""
-        if self._bar is not None:
-            self._bar.stop()
-            self._bar = None
-
-
 def environment_info(*, world_size: int, device: str, **extra: Any) -> dict[str, Any]:
     """Versions and placement of a run, for ``environment.json``."""
     import torchvision  # a dependency; imported here only because it is slow to import
@@ -180,10 +104,3 @@ def _git_commit() -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None if out.returncode == 0 else None
-
-
-def _fmt(value: float) -> str:
-    """A number in a few significant digits."""
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    return str(value)

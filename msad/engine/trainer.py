@@ -27,6 +27,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
+from msad.console import format_metric, timestamped
 from msad.engine import distributed as du
 from msad.engine.contract import LoaderFactory, TrainingDiverged, TrainTask
 from msad.engine.ema import ModelEMA
@@ -79,6 +80,7 @@ class Trainer:
         echo: rank 0's plain output (one-line messages).
         files: text files (name → content) rank 0 writes into the run directory once it has been accepted
             (e.g. the resolved recipe); never written into a directory the run refused.
+        about: what the start banner adds to the engine's own facts (e.g. the data sizes).
     """
 
     def __init__(
@@ -92,10 +94,12 @@ class Trainer:
         force: bool = False,
         echo: Callable[[str], None] = print,
         files: dict[str, str] | None = None,
+        about: str = "",
     ) -> None:
         self.task, self.solver, self.run = task, solver, run
         self.make_train_loader, self.resume, self.force, self.echo = make_train_loader, resume, force, echo
         self.files = dict(files or {})
+        self.about = about
         self.output = Path(run.output)
         self.best: float | None = None
         self.checkpoints: list[str] = []
@@ -146,9 +150,11 @@ class Trainer:
         if self.rank == 0 and self.run.tensorboard:
             purge = self.start_iter if resuming else None
             self.tensorboard = TensorBoardWriter(self.output / "tensorboard", purge_step=purge)
+        self._say(timestamped(self._banner()))
         self.progress = Progress(
             total=self.solver.iters, start=self.start_iter, log_period=self.run.log_period,
-            enabled=self.rank == 0, echo=self.echo,
+            enabled=self.rank == 0, echo=self.echo, label=self.task.metadata().get("role", "train"),
+            batch_size=self.solver.batch_size,
         )
         if self.rank == 0:
             remove_stale_temporaries(self.output)
@@ -159,6 +165,15 @@ class Trainer:
             for name, text in self.files.items():
                 atomic_write_text(self.output / name, text)
                 self._written.append(name)
+
+    def _banner(self) -> str:
+        """The start line: what trains, where to, for how long, on what."""
+        span = (f"iterations {self.start_iter}→{self.solver.iters} (resumed)" if self.resuming
+                else f"{self.solver.iters} iterations")
+        ranks = f"{self.world_size} rank{'s' if self.world_size > 1 else ''}"
+        facts = [f"{self.task.metadata().get('role', 'training')} → {self.output}", f"{span} of batch {self.solver.batch_size}",
+                 f"{self.device.type} × {ranks}", f"amp {self.solver.amp}", self.about]
+        return "  |  ".join(fact for fact in facts if fact)
 
     def _check_output(self) -> bool:
         """Decide (on rank 0, shared with all) whether this run resumes; refuse to overwrite a run."""
@@ -231,6 +246,7 @@ class Trainer:
             pending.append(self.run_step(iteration, _next_batch(loader, iteration)))
             done, count = iteration + 1, count + 1
             self._iterations_done += 1
+            self.progress.step(done)
             last_iter = done == self.solver.iters
             to_checkpoint = last_iter or bool(self.run.checkpoint_period and done % self.run.checkpoint_period == 0)
             to_evaluate = last_iter or bool(self.run.eval_period and done % self.run.eval_period == 0)
@@ -242,10 +258,10 @@ class Trainer:
                 for key, value in stats.items():
                     window[key] = window.get(key, 0.0) + value
             pending = []
-            seconds = (time.perf_counter() - window_start) / count
-            self.progress.update(done, {**stats, "images_per_s": self.solver.batch_size / seconds})
-            if to_log:
-                self._log_train(done, {k: v / count for k, v in window.items()} | {"lr": stats["lr"]}, seconds)
+            if to_log:  # the display shows what metrics.jsonl holds: the means over the logging window
+                means = {k: v / count for k, v in window.items()} | {"lr": stats["lr"]}
+                self._log_train(done, means, (time.perf_counter() - window_start) / count)
+                self.progress.update(done, means)
                 window, count, window_start = {}, 0, time.perf_counter()
             # checkpoint first: an evaluation that fails never costs the weights or the resumable state
             if to_checkpoint:
@@ -318,7 +334,7 @@ class Trainer:
         model = self.eval_model()
         was_training = model.training
         model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), self.progress.paused():  # the evaluation shows its own progress
             metrics = self.task.evaluate(model)
         model.train(was_training)
         metrics = du.broadcast_object(dict(metrics))
@@ -328,7 +344,8 @@ class Trainer:
         self._record({"type": "eval", "iteration": done, **metrics})
         if self.tensorboard is not None and hasattr(self.task, "preview"):
             self._preview(model, done)
-        self.progress.message(f"eval @ {done}: " + "  ".join(f"{k} {v:.4g}" for k, v in metrics.items() if isinstance(v, float | int)))
+        shown = "  ".join(f"{k} {format_metric(v)}" for k, v in metrics.items() if isinstance(v, float | int))
+        self.progress.message(f"eval @ {done}: {shown}")
         value = metrics.get(self.run.best_metric) if self.run.best_metric else None
         if value is not None and math.isfinite(value) and (self.best is None or value > self.best):
             self.best = float(value)

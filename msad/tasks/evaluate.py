@@ -9,6 +9,7 @@ from torch import Tensor
 from msad.data.collate import padded_size
 from msad.data.samplers import build_test_loader
 from msad.comm import get_rank, get_world_size
+from msad.console import LoopProgress
 from msad.evaluation.coco_eval import CocoEvaluator
 from msad.structures import Detections
 
@@ -64,15 +65,22 @@ def evaluate_coco(
         collate=collate,
     )
     evaluator = evaluator if evaluator is not None else CocoEvaluator(dataset.coco, dataset.category_ids)
-    for batch in loader:
-        detections: list[Detections | None] = [None] * len(batch.image_sizes)
-        for indices, images in unpadded_groups(batch.images, batch.image_sizes, collate.size_divisibility):
-            for i, det in zip(indices, predict(images, [batch.image_sizes[i] for i in indices]), strict=True):
-                detections[i] = det
-        mapped = [
-            to_original_frame(d.to("cpu"), s, o)
-            for d, s, o in zip(detections, batch.image_sizes, batch.original_sizes, strict=True)
-        ]
-        evaluator.add(batch.image_ids, mapped)
+    with LoopProgress("eval", total=len(dataset), enabled=get_rank() == 0) as progress:
+        for batch in loader:
+            _evaluate_batch(predict, batch, collate.size_divisibility, evaluator)
+            progress.advance(len(batch.image_ids) * get_world_size())  # rank 0 counts the ranks' equal shares
     evaluator.gather()
     return evaluator.summarize()
+
+
+def _evaluate_batch(predict: Predictor, batch, size_divisibility: int, evaluator: CocoEvaluator) -> None:
+    """Add one batch's detections, in the original image frames, to ``evaluator``."""
+    detections: list[Detections | None] = [None] * len(batch.image_sizes)
+    for indices, images in unpadded_groups(batch.images, batch.image_sizes, size_divisibility):
+        for i, det in zip(indices, predict(images, [batch.image_sizes[i] for i in indices]), strict=True):
+            detections[i] = det
+    mapped = [
+        to_original_frame(d.to("cpu"), s, o)
+        for d, s, o in zip(detections, batch.image_sizes, batch.original_sizes, strict=True)
+    ]
+    evaluator.add(batch.image_ids, mapped)
