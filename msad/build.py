@@ -23,6 +23,7 @@ from msad.comm import get_local_rank
 from msad.data import CocoDetection, Collator, build_transforms, check_category_compat
 from msad.engine.settings import RunSettings, SolverSettings
 from msad.errors import MsadError, RecipeError
+from msad.evaluation import require_backend
 from msad.levels import HEAD_LEVELS, LevelPairing
 from msad.models.detector import FCOS
 from msad.models.fusion import CrossFeatureFusion
@@ -239,13 +240,20 @@ def build_eval_collator(recipe: Recipe, role: str) -> Collator:
 def build_evaluator(
     recipe: Recipe, role: str, dataset: CocoDetection, *, batch_size: int
 ) -> Callable[[Predictor], dict[str, float]]:
-    """``evaluator(predict) -> metrics`` over ``dataset`` (sharded over ranks, gathered); its ``num_images``
-    attribute says how many images it evaluates on."""
+    """``evaluator(predict) -> metrics`` over ``dataset`` (sharded over ranks, gathered) with ``eval.backend``; its
+    ``num_images`` attribute says how many images it evaluates on.
+
+    Raises:
+        MissingDependencyError: the backend's package is not installed (checked now, not at the first evaluation).
+    """
     collate = build_eval_collator(recipe, role)
-    workers = recipe.data.num_workers
+    workers, backend = recipe.data.num_workers, recipe.eval.backend
+    require_backend(backend)
 
     def evaluator(predict: Predictor) -> dict[str, float]:
-        return evaluate_coco(predict, dataset, collate=collate, batch_size=batch_size, num_workers=workers)
+        return evaluate_coco(
+            predict, dataset, collate=collate, batch_size=batch_size, num_workers=workers, backend=backend
+        )
 
     evaluator.num_images = len(dataset)  # type: ignore[attr-defined]
     return evaluator

@@ -143,3 +143,18 @@ def test_only_the_first_process_of_a_machine_stats_the_image_files(tmp_path: Pat
         build_train_dataset(recipe)
     monkeypatch.setenv("LOCAL_RANK", "1")
     assert len(build_train_dataset(recipe)) == 1  # no stat here: the missing file is met when it is read
+
+
+def test_recipe_and_evaluator_accept_the_same_backends(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    from msad.build import build_evaluator
+    from msad.config import recipe
+    from msad.errors import MissingDependencyError
+    from msad.evaluation import EVAL_BACKENDS
+
+    assert get_args(recipe.EvalBackend) == EVAL_BACKENDS  # declared twice to keep msad.config free of torch
+    assert _recipe().eval.backend == "pycocotools"
+    monkeypatch.setitem(sys.modules, "faster_coco_eval", None)
+    with pytest.raises(MissingDependencyError, match="msad\\[fast-eval\\]"):  # at build time, not after training
+        build_evaluator(_recipe(eval={"backend": "faster_coco_eval"}), "baseline", None, batch_size=1)

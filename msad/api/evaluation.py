@@ -146,7 +146,7 @@ def _detailed_eval_worker(job: _EvalJob) -> dict[str, Any]:
     if task.evaluator is None:
         raise RecipeError("data.val_annotations is empty: the recipe has no validation data to evaluate on")
     dataset = build_val_dataset(recipe, label_space=ckpt.label_space)
-    evaluator = CocoEvaluator(dataset.coco, dataset.category_ids)
+    evaluator = CocoEvaluator(dataset.coco, dataset.category_ids, backend=recipe.eval.backend)
     with inference_autocast(device, job.precision):
         metrics = evaluate_coco(
             lambda images, sizes: task.predict(model, images, sizes), dataset, collate=build_eval_collator(recipe, ckpt.role),

@@ -4,6 +4,7 @@ from msad.config.loading import apply_overrides, deep_merge, load_recipe, parse_
 from msad.config.recipe import (
     DataRecipe,
     DistillRecipe,
+    EvalRecipe,
     LossRecipe,
     ModelRecipe,
     PluginSpec,
@@ -19,6 +20,7 @@ from msad.config.recipe import (
 __all__ = [
     "DataRecipe",
     "DistillRecipe",
+    "EvalRecipe",
     "LossRecipe",
     "ModelRecipe",
     "PluginSpec",

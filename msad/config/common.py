@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 __all__ = [
     "AmpMode",
     "DeviceChoice",
+    "EvalBackend",
     "PositiveInt",
     "NonNegativeInt",
     "PositiveFloat",
@@ -28,6 +29,8 @@ _STRICT = ConfigDict(extra="forbid")
 #: Same values as ``msad.engine.settings.AmpMode`` / ``DeviceChoice`` (not imported: keeps msad.config light).
 AmpMode = Literal["off", "bf16", "fp16"]
 DeviceChoice = Literal["auto", "cpu", "cuda"]
+#: Same values as ``msad.evaluation.EVAL_BACKENDS``: the COCOeval implementations.
+EvalBackend = Literal["pycocotools", "faster_coco_eval"]
 PositiveInt = Annotated[int, Field(gt=0)]
 NonNegativeInt = Annotated[int, Field(ge=0)]
 PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]

@@ -25,6 +25,7 @@ from msad.config.common import (  # noqa: F401 - AmpMode and PluginSpec are re-e
     _STRICT,
     AmpMode,
     DeviceChoice,
+    EvalBackend,
     FiniteFloat,
     Fraction,
     NonNegativeFloat,
@@ -132,6 +133,15 @@ class DataRecipe(BaseModel):
 
 
 
+class EvalRecipe(BaseModel):
+    """How COCO box AP is computed (in training evaluations and ``msad eval``)."""
+
+    model_config = _STRICT
+    # pycocotools (the reference) or faster_coco_eval (same metrics, several times faster; pip install
+    # 'msad[fast-eval]')
+    backend: EvalBackend = "pycocotools"
+
+
 class RunRecipe(BaseModel):
     """Run directory, seed, evaluation/checkpoint/log periods and device; see ``RunSettings``.
 
@@ -196,6 +206,7 @@ class Recipe(BaseModel):
     teacher: TeacherRecipe = Field(default_factory=TeacherRecipe)
     distill: DistillRecipe = Field(default_factory=DistillRecipe)
     run: RunRecipe = Field(default_factory=RunRecipe)
+    eval: EvalRecipe = Field(default_factory=EvalRecipe)
 
     def solver_for(self, stage: Stage) -> SolverRecipe:
         """The solver of ``stage``: ``[solver]`` with ``[teacher.solver]`` / ``[distill.solver]`` laid over it."""

@@ -1,5 +1,5 @@
-"""msad.evaluation: COCO box evaluation (pycocotools), sharded across ranks and gathered."""
+"""msad.evaluation: COCO box evaluation (pycocotools or faster-coco-eval), sharded across ranks and gathered."""
 
-from msad.evaluation.coco_eval import METRIC_NAMES, CocoEvaluator
+from msad.evaluation.coco_eval import EVAL_BACKENDS, METRIC_NAMES, CocoEvaluator, require_backend
 
-__all__ = ["METRIC_NAMES", "CocoEvaluator"]
+__all__ = ["EVAL_BACKENDS", "METRIC_NAMES", "CocoEvaluator", "require_backend"]

@@ -1,4 +1,4 @@
-"""COCO box evaluation with pycocotools, sharded across ranks.
+"""COCO box evaluation with pycocotools (or faster-coco-eval), sharded across ranks.
 
 Usage (every rank): ``add()`` the detections of this rank's images, then ``gather()`` and ``summarize()``.
 
@@ -9,6 +9,10 @@ Metric conventions (``summarize`` returns ``AP``, ``AP50``, ``AP75``, ``APs``, `
 - No detections at all (or no images) gives ``0.0`` for every metric: nothing was found.
 - Otherwise pycocotools' values are passed through, except its ``-1`` ("no ground truth in this area range or
   for these categories"), which becomes ``float("nan")``: undefined, not zero.
+
+Backends (``backend=``): ``"pycocotools"`` (the default and the reference) or ``"faster_coco_eval"`` (the
+``faster-coco-eval`` package, a C++ drop-in with the same metrics — its 12 stats agree within 1e-4 — several times
+faster on val2017-sized result sets; ``pip install 'msad[fast-eval]'``).
 """
 
 from __future__ import annotations
@@ -17,15 +21,21 @@ import contextlib
 import io
 import math
 from collections.abc import Sequence
+from typing import Any, Literal
 
 import numpy as np
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from msad.comm import all_gather_object, broadcast_object, get_rank, get_world_size
+from msad.errors import MissingDependencyError
 from msad.structures import Detections
 
-__all__ = ["METRIC_NAMES", "CocoEvaluator"]
+__all__ = ["METRIC_NAMES", "EVAL_BACKENDS", "CocoEvaluator", "require_backend"]
+
+#: The COCOeval implementations :class:`CocoEvaluator` can run.
+EVAL_BACKENDS = ("pycocotools", "faster_coco_eval")
+EvalBackend = Literal["pycocotools", "faster_coco_eval"]
 
 #: The keys of :meth:`CocoEvaluator.summarize`, in pycocotools' ``stats`` order.
 METRIC_NAMES = ("AP", "AP50", "AP75", "APs", "APm", "APl")
@@ -37,14 +47,21 @@ class CocoEvaluator:
     Args:
         coco: the ground truth (``pycocotools.coco.COCO`` with its index built).
         category_ids: ``category_ids[label]`` is the COCO category id of contiguous label ``label``.
+        backend: ``"pycocotools"`` or ``"faster_coco_eval"`` (see the module docstring).
+
+    Raises:
+        MissingDependencyError: ``faster_coco_eval`` asked for and not installed (one line naming the extra).
 
     Attributes:
         summary_text: pycocotools' printed summary of the last :meth:`summarize` (``""`` before, or when
             nothing was evaluated); pycocotools' prints are captured, not shown.
-        coco_eval: the last ``COCOeval`` object (rank 0), or ``None``.
+        coco_eval: the last ``COCOeval`` (or ``COCOeval_faster``) object (rank 0), or ``None``.
     """
 
-    def __init__(self, coco: COCO, category_ids: Sequence[int]) -> None:
+    def __init__(self, coco: COCO, category_ids: Sequence[int], *, backend: EvalBackend = "pycocotools") -> None:
+        require_backend(backend)  # refuse now, not after the predictions
+        self.backend = backend
+        self._fast_ground_truth: Any = None
         self.coco = coco
         self.category_ids = [int(c) for c in category_ids]
         unknown = sorted(set(self.category_ids) - set(coco.getCatIds()))
@@ -144,8 +161,7 @@ class CocoEvaluator:
             return {name: 0.0 for name in METRIC_NAMES}
         printed = io.StringIO()
         with contextlib.redirect_stdout(printed):
-            detections = self.coco.loadRes(results)
-            coco_eval = COCOeval(self.coco, detections, iouType="bbox")
+            coco_eval = self._cocoeval(results)
             coco_eval.params.imgIds = self.image_ids
             coco_eval.evaluate()
             coco_eval.accumulate()
@@ -153,6 +169,16 @@ class CocoEvaluator:
             coco_eval.summarize()
         self.coco_eval, self.summary_text = coco_eval, printed.getvalue()[start:]
         return {name: _metric(value) for name, value in zip(METRIC_NAMES, coco_eval.stats[:6], strict=True)}
+
+    def _cocoeval(self, results: list[dict]) -> Any:
+        """A bbox ``COCOeval`` of the chosen backend over ``results`` (before ``evaluate``)."""
+        if self.backend == "pycocotools":
+            return COCOeval(self.coco, self.coco.loadRes(results), iouType="bbox")
+        fast = _faster_coco_eval()
+        if self._fast_ground_truth is None:  # its own index over a copy of the same ground truth, built once
+            self._fast_ground_truth = fast.COCO(self.coco.dataset, use_deepcopy=True, print_function=print)
+        detections = self._fast_ground_truth.loadRes(results)
+        return fast.COCOeval_faster(self._fast_ground_truth, detections, iouType="bbox", print_function=print)
 
     def per_category_ap(self) -> dict[int, float]:
         """AP (0–100, IoU 0.50:0.95, all areas, 100 detections) of each category id after :meth:`summarize`.
@@ -170,6 +196,31 @@ class CocoEvaluator:
             values = values[values > -1]
             out[int(category_id)] = float(values.mean() * 100) if values.size else math.nan
         return out
+
+
+def require_backend(backend: str) -> None:
+    """Check that ``backend`` is one of :data:`EVAL_BACKENDS` and can run here.
+
+    Raises:
+        ValueError: an unknown backend.
+        MissingDependencyError: ``faster_coco_eval`` is not installed (one line naming the extra).
+    """
+    if backend not in EVAL_BACKENDS:
+        raise ValueError(f"backend must be one of {list(EVAL_BACKENDS)}, got {backend!r}")
+    if backend == "faster_coco_eval":
+        _faster_coco_eval()
+
+
+def _faster_coco_eval() -> Any:
+    """The ``faster_coco_eval`` module, or a one-line :class:`MissingDependencyError` naming the extra."""
+    try:
+        import faster_coco_eval
+    except ImportError:
+        raise MissingDependencyError(
+            "eval.backend = \"faster_coco_eval\" needs the faster-coco-eval package: pip install 'msad[fast-eval]' "
+            "(or use the default backend, pycocotools)"
+        ) from None
+    return faster_coco_eval
 
 
 def _metric(value: float) -> float:

@@ -42,7 +42,8 @@ def unpadded_groups(
 
 
 def evaluate_coco(
-    predict: Predictor, dataset, *, collate, batch_size: int, num_workers: int, evaluator: CocoEvaluator | None = None
+    predict: Predictor, dataset, *, collate, batch_size: int, num_workers: int, evaluator: CocoEvaluator | None = None,
+    backend: str = "pycocotools",
 ) -> dict[str, float]:
     """COCO box metrics (0–100) of ``predict`` on ``dataset``; every rank must call this.
 
@@ -55,6 +56,7 @@ def evaluate_coco(
         num_workers: data loader workers.
         evaluator: the (empty) evaluator to fill, for the caller to read detections or per-class AP from after;
             a new one by default.
+        backend: the COCOeval implementation of the new evaluator (``pycocotools`` or ``faster_coco_eval``).
     """
     loader = build_test_loader(
         dataset,
@@ -64,7 +66,7 @@ def evaluate_coco(
         num_workers=num_workers,
         collate=collate,
     )
-    evaluator = evaluator if evaluator is not None else CocoEvaluator(dataset.coco, dataset.category_ids)
+    evaluator = evaluator if evaluator is not None else CocoEvaluator(dataset.coco, dataset.category_ids, backend=backend)
     with LoopProgress("eval", total=len(dataset), enabled=get_rank() == 0) as progress:
         for batch in loader:
             _evaluate_batch(predict, batch, collate.size_divisibility, evaluator)

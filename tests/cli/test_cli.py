@@ -81,6 +81,7 @@ def test_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) ->
     ["train", "{recipe}", "--gpus", "0"],
     ["flops", "--set", "model.backbone.width=0.5"],
     ["eval", "{recipe}"],  # --weights is required
+    ["eval", "{recipe}", "-w", "x.safetensors", "--eval-backend", "detectron2"],
 ])
 def test_bad_options_are_usage_errors(argv: list[str], tiny_recipe_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, out, err = run([a.replace("{recipe}", str(tiny_recipe_file)) for a in argv], capsys)
@@ -338,6 +339,18 @@ def test_eval_json_matches_the_api(trained_student: api.TrainResult, tiny_recipe
     assert list(written["metrics"]) == list(expected)
     for key, value in expected.items():
         assert (math.isnan(value) and written["metrics"][key] is None) or written["metrics"][key] == value, key  # NaN -> null
+
+
+def test_eval_backend_option_gives_the_reference_metrics(trained_student: api.TrainResult, tiny_recipe: Recipe, tiny_recipe_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("faster_coco_eval")
+    out_json = tmp_path / "metrics.json"
+    code, out, err = run(["eval", tiny_recipe_file, "-w", trained_student.weights, "--eval-backend", "faster_coco_eval",
+                          "--json", out_json], capsys)
+    assert code == 0, err
+    written = json.loads(out_json.read_text())["metrics"]
+    expected = api.evaluate(tiny_recipe, trained_student.weights)["metrics"]  # pycocotools, the default
+    for key, value in expected.items():
+        assert (math.isnan(value) and written[key] is None) or abs(written[key] - value) <= 1e-2, key  # 0-100 scale
 
 
 def test_eval_branch_of_a_student_is_refused(trained_student: api.TrainResult, tiny_recipe_file: Path, capsys: pytest.CaptureFixture[str]) -> None:

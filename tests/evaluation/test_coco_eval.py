@@ -118,3 +118,70 @@ def test_evaluate_coco_maps_predictions_back_to_the_original_frame(tmp_path):
     metrics = evaluate_coco(oracle, dataset, collate=Collator(), batch_size=2, num_workers=0)
     assert calls and calls[0][0] == (96, 144)  # the predictor saw the resized images
     assert metrics["AP"] == pytest.approx(100.0) and metrics["AP75"] == pytest.approx(100.0)
+
+
+def _synthetic_ground_truth_and_detections(seed: int = 0):
+    """40 images, 5 categories, objects of every COCO size (some crowd), noisy and false detections."""
+    import contextlib
+    import io
+
+    import numpy as np
+    from pycocotools.coco import COCO
+
+    rng = np.random.default_rng(seed)
+    categories = [3, 1, 9, 4, 7]
+    images, annotations, detections = [], [], {}
+    for image_id in range(1, 41):
+        images.append({"id": image_id, "width": 640, "height": 480, "file_name": f"{image_id}.jpg"})
+        rows = []
+        for _ in range(rng.integers(0, 9)):
+            w, h = np.clip(rng.lognormal(3.5, 1.0, 2), 4, 400)
+            x, y = rng.uniform(0, 640 - w), rng.uniform(0, 480 - h)
+            category = int(rng.choice(categories))
+            annotations.append({"id": len(annotations) + 1, "image_id": image_id, "category_id": category,
+                                "bbox": [x, y, w, h], "area": w * h, "iscrowd": int(rng.random() < 0.05)})
+            if rng.random() < 0.8:
+                jitter = rng.normal(0, 0.08, 4) * [w, h, w, h]
+                label = categories.index(category) if rng.random() < 0.9 else int(rng.integers(0, 5))
+                rows.append(([x + jitter[0], y + jitter[1], x + w + jitter[2], y + h + jitter[3]], rng.random(), label))
+        for _ in range(rng.integers(0, 6)):
+            x, y = rng.uniform(0, 600), rng.uniform(0, 440)
+            rows.append(([x, y, x + rng.uniform(5, 200), y + rng.uniform(5, 200)], rng.random() * 0.5, int(rng.integers(0, 5))))
+        boxes = torch.tensor([r[0] for r in rows], dtype=torch.float32).reshape(-1, 4)
+        detections[image_id] = Detections(boxes, torch.tensor([r[1] for r in rows], dtype=torch.float32),
+                                          torch.tensor([r[2] for r in rows], dtype=torch.int64))
+    coco = COCO()
+    coco.dataset = {"images": images, "annotations": annotations,
+                    "categories": [{"id": c, "name": f"c{c}"} for c in sorted(categories)]}
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco.createIndex()
+    return coco, categories, detections
+
+
+def test_faster_coco_eval_gives_the_same_12_metrics_as_pycocotools():
+    pytest.importorskip("faster_coco_eval")
+    coco, categories, detections = _synthetic_ground_truth_and_detections()
+    stats, per_class = {}, {}
+    for backend in ("pycocotools", "faster_coco_eval"):
+        evaluator = CocoEvaluator(coco, categories, backend=backend)
+        evaluator.add(list(detections), list(detections.values()))
+        metrics = evaluator.summarize()
+        assert 5 < metrics["AP"] < 95 and all(math.isfinite(v) for v in metrics.values())  # not a degenerate set
+        stats[backend], per_class[backend] = list(evaluator.coco_eval.stats[:12]), evaluator.per_category_ap()
+    assert len(stats["faster_coco_eval"]) == 12
+    assert max(abs(a - b) for a, b in zip(stats["pycocotools"], stats["faster_coco_eval"], strict=True)) <= 1e-4
+    assert per_class["pycocotools"].keys() == per_class["faster_coco_eval"].keys()
+    assert all(abs(per_class["pycocotools"][c] - per_class["faster_coco_eval"][c]) <= 1e-2 for c in categories)
+
+
+def test_missing_faster_coco_eval_is_one_line_naming_the_extra(monkeypatch):
+    import sys
+
+    from msad.errors import MissingDependencyError
+
+    monkeypatch.setitem(sys.modules, "faster_coco_eval", None)  # import fails as if not installed
+    with pytest.raises(MissingDependencyError, match=r"^[^\n]*pip install 'msad\[fast-eval\]'[^\n]*$"):
+        CocoEvaluator(h.make_coco(), h.CATEGORY_IDS, backend="faster_coco_eval")
+    with pytest.raises(ValueError, match="backend must be one of"):
+        CocoEvaluator(h.make_coco(), h.CATEGORY_IDS, backend="detectron2")
+    CocoEvaluator(h.make_coco(), h.CATEGORY_IDS)  # the default needs nothing more
