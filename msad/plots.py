@@ -27,7 +27,10 @@ _TERM_COLOURS = {"total_loss": "black", "loss_cls": "tab:blue", "loss_box": "tab
                  "loss_kd": "tab:purple"}
 #: Line style per teacher branch prefix.
 _BRANCH_STYLES = {"hr_": "-", "lr_": "--", "fused_": ":"}
-_KD_KEYS = ("kd_raw", "kd_weight")
+#: The student's effective KD weight (``distill.kd_weight`` × ramp), under its current and its former name.
+_KD_WEIGHT_KEYS = ("kd_weight_effective", "kd_weight")
+#: At most this many labelled ticks on a log axis.
+_MAX_LOG_LABELS = 8
 
 
 def plot_curves(records: Iterable[dict[str, Any]], path: str | Path, *, title: str = "", log_scale: bool = True) -> Path:
@@ -42,7 +45,8 @@ def curves_figure(records: Iterable[dict[str, Any]], *, title: str = "", log_sca
     - training losses: every ``*loss*`` term of the ``train`` records (teacher branches by line style: HR solid,
       LR dashed, fused dotted), on a log y axis when ``log_scale`` and all values are positive;
     - distillation (students only): the KD term before (``kd_raw``) and after (``loss_kd``) its weight, with the
-      weight's warm-up ramp (``kd_weight``) on a twin axis, so that the ramp does not read as divergence;
+      effective weight (``kd_weight_effective`` = ``distill.kd_weight`` × warm-up ramp) on a twin axis, so that
+      the ramp does not read as divergence;
     - evaluation: every finite metric of the ``eval`` records (NaN, e.g. APl without large objects, is skipped).
 
     Args:
@@ -162,20 +166,40 @@ def _loss_panel(ax: Axes, losses: Series, *, log_scale: bool) -> None:
         _plain_log_axis(ax)
     ax.set_title("training losses" + (" (log scale)" if ax.get_yscale() == "log" else ""), fontsize=10)
     ax.set_ylabel("loss (mean over the logging window)")
-    _legend_or_note(ax, bool(losses), "no training records")
+    if any(name.startswith(tuple(_BRANCH_STYLES)) for name in losses):
+        _branch_legend(ax, ordered)
+    else:
+        _legend_or_note(ax, bool(losses), "no training records")
+
+
+def _branch_legend(ax: Axes, names: Sequence[str]) -> None:
+    """One legend entry per loss term (colour) and one per branch (line style), not one per line: 7 entries for a
+    teacher's 13 lines, below the axes."""
+    from matplotlib.lines import Line2D
+
+    terms = dict.fromkeys(next((n[len(p):] for p in _BRANCH_STYLES if n.startswith(p)), n) for n in names)
+    handles = [Line2D([], [], **(_style(term) | {"linestyle": "-"}), label=term) for term in terms]
+    handles += [Line2D([], [], color="gray", linestyle=style, label=f"{prefix.rstrip('_').upper()} branch")
+                for prefix, style in _BRANCH_STYLES.items() if any(n.startswith(prefix) for n in names)]
+    _legend_below(ax, handles)
 
 
 def _plain_log_axis(ax: Axes) -> None:
     """A log y axis labelled in plain numbers (0.2, 0.5, 1, 2, 5 …), not powers of ten."""
-    from matplotlib.ticker import FuncFormatter
+    from matplotlib.ticker import FuncFormatter, LogLocator
 
     def minor(value: float, _position: int) -> str:
         mantissa = round(value / 10 ** math.floor(math.log10(value))) if value > 0 else 0
         return f"{value:g}" if mantissa in (2, 5) else ""
 
     ax.set_yscale("log")
+    ax.autoscale_view()
+    low, high = ax.get_ylim()
+    decades = math.log10(high / low) if low > 0 else math.inf
+    ax.yaxis.set_major_locator(LogLocator(base=10, numticks=_MAX_LOG_LABELS))
     ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _position: f"{value:g}"))
-    ax.yaxis.set_minor_formatter(FuncFormatter(minor))
+    # 2 and 5 between the powers of ten only while they stay few (a range of up to about one decade)
+    ax.yaxis.set_minor_formatter(FuncFormatter(minor if decades <= 1.3 else lambda *_: ""))
 
 
 def _kd_panel(ax: Axes, train: Series) -> None:
@@ -186,17 +210,17 @@ def _kd_panel(ax: Axes, train: Series) -> None:
     ax.plot(xs, weighted, color="tab:purple", linestyle="--", marker=_marker(xs), label="loss_kd (weighted, in total_loss)")
     ax.set_ylabel("distillation loss")
     ax.set_title("distillation term", fontsize=10)
-    lines, labels = ax.get_legend_handles_labels()
-    if "kd_weight" in train:
+    lines, _ = ax.get_legend_handles_labels()
+    key = next((k for k in _KD_WEIGHT_KEYS if k in train), None)
+    if key is not None:
         twin = ax.twinx()
-        xs, weight = zip(*train["kd_weight"], strict=True)
+        xs, weight = zip(*train[key], strict=True)
         twin.plot(xs, weight, color="tab:gray", linestyle=":", linewidth=2, marker=_marker(xs),
-                  label="kd_weight (ramp, right axis)")
+                  label="kd_weight_effective (right axis)")
         twin.set_ylim(0, max(max(weight), 1e-12) * 1.1)
-        twin.set_ylabel("KD weight (kd_weight × warm-up ramp)")
-        more_lines, more_labels = twin.get_legend_handles_labels()
-        lines, labels = lines + more_lines, labels + more_labels
-    ax.legend(lines, labels, fontsize=8, loc="upper right")
+        twin.set_ylabel("effective KD weight (distill.kd_weight × ramp)")
+        lines += twin.get_legend_handles_labels()[0]
+    _legend_below(ax, lines)
 
 
 def _eval_panel(ax: Axes, evals: Series) -> None:
@@ -212,10 +236,14 @@ def _eval_panel(ax: Axes, evals: Series) -> None:
 
 
 def _legend_or_note(ax: Axes, has_data: bool, note: str) -> None:
-    """A legend (outside the plot, on the right, when it is long), or a centred note on an empty panel."""
-    if has_data and len(ax.get_lines()) > 5:
-        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
-    elif has_data:
-        ax.legend(fontsize=8, loc="best")
+    """A legend below the axes (never over the data), or a centred note on an empty panel."""
+    if has_data:
+        _legend_below(ax, ax.get_legend_handles_labels()[0])
     else:
         ax.text(0.5, 0.5, note, transform=ax.transAxes, ha="center", va="center", color="gray")
+
+
+def _legend_below(ax: Axes, handles: Sequence[Any]) -> None:
+    """A legend of ``handles`` under the axes (and their x label), in up to three columns."""
+    ax.legend(handles=list(handles), fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14),
+              ncol=min(3, len(handles)), frameon=False)

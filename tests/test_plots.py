@@ -16,7 +16,8 @@ def student_records(iters: int = 400, ramp: int = 500) -> list[dict]:
     for it in range(20, iters + 1, 20):
         weight, raw = min(1.0, it / ramp), 0.9 * math.exp(-it / 300) + 0.25
         record = {"type": "train", "iteration": it, "lr": 0.01, "loss_cls": 1.0 + 100 / it, "loss_box": 0.6,
-                  "loss_ctr": 0.66, "loss_kd": weight * raw, "kd_raw": raw, "kd_weight": weight, "images_per_s": 9.0}
+                  "loss_ctr": 0.66, "loss_kd": weight * raw, "kd_raw": raw, "kd_weight_effective": weight, "kd_ramp": weight,
+                  "images_per_s": 9.0}
         record["total_loss"] = sum(v for k, v in record.items() if k.startswith("loss"))
         records.append(record)
         if it % 100 == 0:
@@ -44,7 +45,7 @@ def test_student_curves_show_the_kd_term_raw_weighted_and_its_ramp():
     assert losses.get_yscale() == "log"
     assert {"total_loss", "loss_cls", "loss_kd (× ramp)"} <= set(labels(losses))
     assert labels(kd) == ["kd_raw (before weight)", "loss_kd (weighted, in total_loss)"]
-    assert labels(ramp) == ["kd_weight (ramp, right axis)"] and "ramp" in ramp.get_ylabel()
+    assert labels(ramp) == ["kd_weight_effective (right axis)"] and "ramp" in ramp.get_ylabel()
     raw = kd.get_lines()[0].get_ydata()
     assert raw[-1] < raw[0]  # the raw term falls while the weighted one rises with the ramp
     # evaluation against the training iterations: the same x range as the losses, not a padded tick range
@@ -61,6 +62,37 @@ def test_teacher_curves_draw_branches_by_line_style_and_linear_option():
     style = {line.get_label(): line.get_linestyle() for line in losses.get_lines()}
     assert style["hr_loss_cls"] == "-" and style["lr_loss_cls"] == "--" and style["fused_loss_cls"] == ":"
     assert [t.get_text() for t in evaluation.texts] == ["no evaluation records"]
+
+
+def test_old_metrics_with_kd_weight_still_draw_the_weight():
+    old = [{k.replace("kd_weight_effective", "kd_weight"): v for k, v in r.items()} for r in student_records()]
+    assert labels(curves_figure(old).axes[-1]) == ["kd_weight_effective (right axis)"]
+
+
+def test_legends_sit_below_the_data_and_stay_short():
+    """A legend never covers a curve: it sits under its axes; the teacher's 13 loss lines need only 7 entries
+    (4 terms by colour, 3 branches by line style)."""
+    figure = curves_figure(teacher_records() + student_records()[-3:])
+    figure.canvas.draw()
+    losses = figure.axes[0]
+    entries = [t.get_text() for t in losses.get_legend().get_texts()]
+    assert len(entries) <= 8
+    assert {"HR branch", "LR branch", "FUSED branch", "total_loss", "loss_cls"} <= set(entries)
+    for ax in figure.axes:
+        legend = ax.get_legend()
+        if legend is not None:
+            assert legend.get_window_extent().y1 <= ax.get_window_extent().y0
+
+
+def test_a_wide_log_axis_labels_few_ticks():
+    records = [{"type": "train", "iteration": it, "total_loss": 500.0 / it**2, "loss_cls": 0.01 * it}
+               for it in range(1, 200, 10)]  # from 0.01 to 500: almost five decades
+    figure = curves_figure(records)
+    figure.canvas.draw()
+    axis = figure.axes[0].yaxis
+    shown = [t.get_text() for t in axis.get_ticklabels() + axis.get_ticklabels(minor=True)
+             if t.get_text() and axis.axes.get_ylim()[0] <= t.get_position()[1] <= axis.axes.get_ylim()[1]]
+    assert 2 <= len(shown) <= 8
 
 
 def test_plot_curves_writes_a_png_from_metrics_jsonl(tmp_path):

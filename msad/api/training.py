@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -30,7 +31,7 @@ from msad.engine import Trainer, launch, resolve_device, seed_everything
 from msad.comm import get_rank, get_world_size
 from msad.errors import CheckpointError, UsageError
 from msad.tasks.detection import DetectionTask
-from msad.tasks.student import StudentTask
+from msad.tasks.student import StudentTask, kd_ramp
 from msad.tasks.teacher import TeacherTask
 from msad.visualize import make_previewer
 
@@ -78,7 +79,17 @@ def distill(
 ) -> TrainResult:
     """Distil the low-resolution student from a trained teacher's weights (MSAD stage 2)."""
     check_compatible(read_checkpoint(teacher, role="teacher"), recipe)  # fail fast, before any process starts
+    _warn_unfinished_ramp(recipe)
     return _run(recipe, "student", gpus=gpus, output=output, resume=resume, force=force, teacher=str(teacher))
+
+
+def _warn_unfinished_ramp(recipe: Recipe) -> None:
+    """Say (once, on stderr) when the KD warm-up is longer than the distillation: the weight never reaches its value."""
+    ramp, iters, weight = recipe.distill.ramp_iters, recipe.solver_for(STAGES["student"]).iters, recipe.distill.kd_weight
+    if weight > 0 and ramp > iters:
+        print(f"msad: warning: distill.ramp_iters = {ramp} is longer than the {iters} distillation iterations, so the KD "
+              f"weight ends at {kd_ramp(iters - 1, ramp):.2f} × distill.kd_weight = {weight:g}; set distill.ramp_iters "
+              f"to at most {iters} (e.g. --set distill.ramp_iters={max(1, iters // 4)})", file=sys.stderr, flush=True)
 
 
 def stage_output(recipe: Recipe, role: str, output: str | Path | None = None) -> Path:

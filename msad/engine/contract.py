@@ -26,9 +26,11 @@ LoaderFactory = Callable[[int, int, int], Iterator[Any]]
 class TrainTask(Protocol):
     """What the engine trains. It knows nothing else about the model.
 
-    Two optional methods are used when present: ``logged_scalars() -> dict[str, Tensor]`` (values of the last
+    Three optional methods are used when present: ``logged_scalars() -> dict[str, Tensor]`` (values of the last
     ``losses`` call logged beside the losses, rank-averaged, never optimised: e.g. the student's raw KD term and
-    its ramp) and ``preview(model) -> dict[str, image]`` (a few predicted images for TensorBoard at each evaluation).
+    its ramp), ``preview(model) -> dict[str, image]`` (a few predicted images for TensorBoard at each evaluation)
+    and ``window_warnings(rows) -> list[str]`` (what rank 0 should warn about after a logging window, given each of
+    its iterations' logged values; the task says each thing once).
 
     Attributes:
         model: the trainable module (wrapped in DDP by the engine when there are several ranks).

@@ -240,6 +240,7 @@ class Trainer:
         """
         loader = iter(self.make_train_loader(self.start_iter, self.rank, self.world_size))
         window: dict[str, float] = {}
+        rows: list[dict[str, float]] = []  # the logging window's per-iteration values, for the task's warnings
         pending: list[StepResult] = []
         count, window_start = 0, time.perf_counter()
         for iteration in range(self.start_iter, self.solver.iters):
@@ -255,6 +256,7 @@ class Trainer:
                 continue
             stats = {}
             for stats in self._flush(pending):
+                rows.append(stats)
                 for key, value in stats.items():
                     window[key] = window.get(key, 0.0) + value
             pending = []
@@ -262,7 +264,8 @@ class Trainer:
                 means = {k: v / count for k, v in window.items()} | {"lr": stats["lr"]}
                 self._log_train(done, means, (time.perf_counter() - window_start) / count)
                 self.progress.update(done, means)
-                window, count, window_start = {}, 0, time.perf_counter()
+                self._window_warnings(done, rows)
+                window, rows, count, window_start = {}, [], 0, time.perf_counter()
             # checkpoint first: an evaluation that fails never costs the weights or the resumable state
             if to_checkpoint:
                 self.checkpoint(done)
@@ -384,6 +387,12 @@ class Trainer:
         record = {"type": "train", "iteration": done, **means, "images_per_s": self.solver.batch_size / seconds,
                   "time": seconds, "elapsed": time.perf_counter() - self.progress.started}
         self._record(record)
+
+    def _window_warnings(self, done: int, rows: list[dict[str, float]]) -> None:
+        """Rank 0 shows what the task finds wrong with a logging window (``task.window_warnings(rows)``, optional)."""
+        if self.rank == 0 and hasattr(self.task, "window_warnings"):
+            for text in self.task.window_warnings(rows):
+                self.progress.message(f"msad: warning (iteration {done}): {text}")
 
     def _record(self, record: dict[str, Any]) -> None:
         """One ``metrics.jsonl`` record (rank 0), mirrored to TensorBoard when on."""

@@ -11,7 +11,11 @@ from msad.models.teacher import AlignedMultiScaleTeacher
 from msad.structures import Batch
 from msad.tasks.detection import DetectionTask
 
-__all__ = ["StudentTask", "kd_ramp"]
+__all__ = ["KD_DOMINANCE", "StudentTask", "kd_ramp"]
+
+#: How many times the detection loss the weighted KD term may exceed for a whole logging window before the run
+#: says so (once).
+KD_DOMINANCE = 10.0
 
 
 def kd_ramp(iteration: int, ramp_iters: int) -> float:
@@ -57,24 +61,42 @@ class StudentTask(DetectionTask):
         self.ramp_iters = ramp_iters
         self.teacher_bn = teacher_bn
         self._logged: dict[str, Tensor] = {}
+        self._kd_warned = False
 
     def losses(self, model: nn.Module, batch: Batch, iteration: int) -> dict[str, Tensor]:
         """FCOS losses of the student plus ``loss_kd`` (absent when ``kd_weight`` is 0: plain LR training)."""
         outputs, features = model(self.network_input(batch.images), with_features=True)
         losses = self.detection_losses(outputs, batch)
         if self.kd_weight > 0:
-            weight = self.kd_weight * kd_ramp(iteration, self.ramp_iters)
+            ramp = kd_ramp(iteration, self.ramp_iters)
+            weight = self.kd_weight * ramp
             self.teacher.train(self.teacher_bn == "train")
             with torch.no_grad():
                 target = self.teacher.fused_features(batch.images)
             raw = self.distill_loss(features, target)
             losses["loss_kd"] = weight * raw
             # new_full fills on the device from a Python number; new_tensor would copy it from the host (a sync)
-            self._logged = {"kd_raw": raw.detach(), "kd_weight": raw.detach().new_full((), weight)}
+            self._logged = {"kd_raw": raw.detach(), "kd_ramp": raw.detach().new_full((), ramp),
+                            "kd_weight_effective": raw.detach().new_full((), weight)}
         return losses
 
     def logged_scalars(self) -> dict[str, Tensor]:
-        """``kd_raw`` (the distillation term before its weight) and ``kd_weight`` (``kd_weight`` × ramp) of the
-        last :meth:`losses` call, for ``metrics.jsonl``: ``loss_kd`` = ``kd_weight`` · ``kd_raw`` grows during the
-        ramp even while the raw term falls."""
+        """The last :meth:`losses` call's ``kd_raw`` (the distillation term before its weight), ``kd_ramp`` (the
+        warm-up factor, 0 → 1 over ``ramp_iters``) and ``kd_weight_effective`` (``kd_weight`` × ``kd_ramp``), for
+        ``metrics.jsonl``: ``loss_kd`` = ``kd_weight_effective`` · ``kd_raw`` grows during the ramp even while the
+        raw term falls."""
         return dict(self._logged)
+
+    def window_warnings(self, rows: list[dict[str, float]]) -> list[str]:
+        """Said once per run: the weighted KD term exceeded the detection loss by more than
+        :data:`KD_DOMINANCE`× at every iteration of a logging window (``rows``: the window's logged values)."""
+        if self._kd_warned or not rows or any("loss_kd" not in row for row in rows):
+            return []
+        detection = [row["total_loss"] - row["loss_kd"] for row in rows]
+        if not all(row["loss_kd"] > KD_DOMINANCE * det for row, det in zip(rows, detection, strict=True)):
+            return []
+        self._kd_warned = True
+        kd, det = sum(row["loss_kd"] for row in rows) / len(rows), sum(detection) / len(rows)
+        return [f"the weighted distillation term (loss_kd, mean {kd:.3g}) exceeded the detection loss (mean {det:.3g}) "
+                f"more than {KD_DOMINANCE:g}× at every iteration of the last logging window: distillation dominates "
+                "the gradient; a lower distill.kd_weight may train the detector better"]

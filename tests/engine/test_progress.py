@@ -67,3 +67,18 @@ def test_plain_lines_show_the_window_means_of_metrics_jsonl(tmp_path) -> None:
     for line, record in zip(shown, train, strict=True):
         assert f"{record['iteration']}/6" in line and f"loss {record['total_loss']:.4g} " in line
         assert "eta " in line and "\n" not in line
+
+
+def test_the_tasks_window_warnings_are_shown_with_their_iteration(tmp_path) -> None:
+    class Warned(toytask.ToyTask):
+        def window_warnings(self, rows: list[dict[str, float]]) -> list[str]:
+            assert len(rows) == 2 and all("loss_mse" in row for row in rows)  # each iteration of the window
+            return ["mse is large"]
+
+    lines: list[str] = []
+    solver, run = toytask.settings(tmp_path, iters=4, eval_period=0)
+    Trainer(Warned(), solver=solver, run=run, echo=lines.append,
+            make_train_loader=toytask.make_loader(3, solver.batch_size)).fit()
+    warned = [line for line in lines if "msad: warning" in line]
+    assert [w.split("  ", 1)[1] for w in warned] == ["msad: warning (iteration 2): mse is large",
+                                                     "msad: warning (iteration 4): mse is large"]
