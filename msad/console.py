@@ -192,6 +192,12 @@ class LoopProgress:
             self._last_line = time.perf_counter()
             self.echo(timestamped(self.render(10_000, bar=False)[0].plain))
 
+    def update(self, done: int, total: int | None = None) -> None:
+        """``done`` items are done in all, of ``total`` (when given): the callback form of :meth:`advance`."""
+        if total is not None:
+            self.total = total
+        self.advance(done - self.done)
+
     def rate(self) -> float | None:
         """Items per second so far."""
         seconds = time.perf_counter() - self.started

@@ -9,6 +9,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import shlex
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,19 +18,26 @@ import torch
 
 from msad.errors import Interrupted, ResourceError
 
-__all__ = ["user_situations", "last_checkpoint"]
+__all__ = ["user_situations", "last_checkpoint", "resume_hint"]
 
 
 def last_checkpoint(output: Path) -> str:
-    """Where a run in ``output`` can be resumed from, as a phrase."""
+    """Where a run in ``output`` can be resumed from, as a phrase, with a command that resumes it."""
     try:
         iteration = int(json.loads((output / "state.json").read_text(encoding="utf-8"))["iteration"])
     except (OSError, ValueError, KeyError, TypeError):
         return f"no checkpoint was written in {output}, so there is nothing to resume"
-    return (
-        f"the last checkpoint is {output / 'last.safetensors'} (iteration {iteration}); "
-        "continue with the same command and --resume"
-    )
+    return f"the last checkpoint is {output / 'last.safetensors'} (iteration {iteration}); {resume_hint()}"
+
+
+def resume_hint(argv: list[str] | None = None) -> str:
+    """How to continue: the ``msad`` command line of this process with ``--resume`` in place of ``--force`` (the two
+    contradict each other), or the same advice in words when this is not the ``msad`` command."""
+    argv = sys.argv if argv is None else argv
+    if len(argv) < 2 or Path(argv[0]).name not in ("msad", "__main__.py"):
+        return "continue with the same command and --resume (without --force)"
+    args = [arg for arg in argv[1:] if arg != "--force"]
+    return "continue with: msad " + shlex.join(args + ([] if "--resume" in args else ["--resume"]))
 
 
 def _out_of_memory(err: BaseException) -> bool:

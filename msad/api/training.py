@@ -79,7 +79,6 @@ def distill(
 ) -> TrainResult:
     """Distil the low-resolution student from a trained teacher's weights (MSAD stage 2)."""
     check_compatible(read_checkpoint(teacher, role="teacher"), recipe)  # fail fast, before any process starts
-    _warn_unfinished_ramp(recipe)
     return _run(recipe, "student", gpus=gpus, output=output, resume=resume, force=force, teacher=str(teacher))
 
 
@@ -142,6 +141,7 @@ def _train_worker(job: _Job) -> dict[str, float]:
     if job.role == "student" and get_rank() == 0:
         mode = {"eval": "eval mode (running statistics)", "train": "train mode (batch statistics, as the reference)"}
         print(f"teacher {job.teacher}: frozen, BatchNorm in {mode[recipe.distill.teacher_bn]}", flush=True)
+        _warn_unfinished_ramp(recipe)  # once the inputs are accepted
     solver = solver_settings(recipe, role=job.role)
     run = recipe.run
     settings = run_settings(recipe, role=job.role)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 from rich.table import Table
 
-from msad.console import format_metric, make_console  # format_metric: re-exported, it lived here
+from msad.console import LoopProgress, format_metric, make_console, plural  # format_metric: re-exported, it lived here
 from msad.cli.lazy import lazy_module
 
 if TYPE_CHECKING:
@@ -159,17 +159,13 @@ def predict(
     force: Annotated[bool, typer.Option("--force", help="Write into a directory holding other files (inputs are never overwritten).")] = False,
 ) -> None:
     """Detect objects in images: predictions.json (COCO results) and a drawing per image, mirroring input paths."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    with Progress(TextColumn("predict"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), console=_err, transient=True) as bar:
-        task = bar.add_task("predict", total=None)
+    with LoopProgress("predict") as progress:  # a live line on a terminal, plain lines otherwise
         result = api.predict(
             weights, inputs, output, score_threshold=score_threshold, device=device, draw=not no_draw,
             precision=precision, runtime=runtime, annotations=annotations, input_scale=input_scale,
-            batch_size=batch_size, num_workers=workers, force=force,
-            progress=lambda done, total: bar.update(task, completed=done, total=total),
+            batch_size=batch_size, num_workers=workers, force=force, progress=progress.update,
         )
-    _out.print(f"{result.count} detections in {result.num_images} images → {result.predictions}")
+    _out.print(f"{plural(result.count, 'detection')} in {plural(result.num_images, 'image')} → {result.predictions}")
 
 
 def register(app: typer.Typer) -> None:

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
-from msad.console import format_metric, timestamped
+from msad.console import format_metric, plural, timestamped
 from msad.engine import distributed as du
 from msad.engine.contract import LoaderFactory, TrainingDiverged, TrainTask
 from msad.engine.ema import ModelEMA
@@ -169,7 +169,7 @@ class Trainer:
     def _banner(self) -> str:
         """The start line: what trains, where to, for how long, on what."""
         span = (f"iterations {self.start_iter}→{self.solver.iters} (resumed)" if self.resuming
-                else f"{self.solver.iters} iterations")
+                else plural(self.solver.iters, "iteration"))
         ranks = f"{self.world_size} rank{'s' if self.world_size > 1 else ''}"
         facts = [f"{self.task.metadata().get('role', 'training')} → {self.output}", f"{span} of batch {self.solver.batch_size}",
                  f"{self.device.type} × {ranks}", f"amp {self.solver.amp}", self.about]

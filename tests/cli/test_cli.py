@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import io
 import json
+import re
 import math
 import os
 import shutil
@@ -366,6 +367,14 @@ def test_predict_command(trained_student: api.TrainResult, synth_dataset: Path, 
     assert preds and {p["file_name"] for p in preds} <= {str(p) for p in images}
     assert sorted(p.name for p in out.glob("*.png")) == sorted(f"{p.stem}.png" for p in images)
     assert "predictions.json" in stdout
+
+
+def test_predict_on_one_image_says_image_and_shows_its_progress(trained_student: api.TrainResult, synth_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    image = sorted((synth_dataset / "val").iterdir())[0]
+    code, stdout, err = run(["predict", image, "-w", trained_student.weights, "-o", tmp_path / "pred", "--device", "cpu"], capsys)
+    assert code == 0, err
+    assert " in 1 image → " in stdout and "1 images" not in stdout
+    assert re.search(r"predict: 1 image in \d+:\d\d \(.* images/s\)", err)  # the progress's closing line (stderr)
 
 
 def test_predict_on_a_corrupt_image(trained_student: api.TrainResult, synth_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
