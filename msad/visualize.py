@@ -7,8 +7,9 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 from torch import Tensor
+from torchvision.utils import draw_bounding_boxes
 
 from msad.structures import Detections
 
@@ -25,24 +26,28 @@ def class_colour(label: int) -> tuple[int, int, int]:
     return int(r * 255), int(g * 255), int(b * 255)
 
 
-def draw_detections(image: Tensor, detections: Detections, class_names: Sequence[str]) -> Image.Image:
-    """An RGB PIL image of ``image`` (uint8 ``[3, H, W]``) with boxes, class names and scores drawn.
+def draw_detections(
+    image: Tensor, detections: Detections, class_names: Sequence[str], *, labels: bool = True
+) -> Image.Image:
+    """An RGB PIL image of ``image`` (uint8 ``[3, H, W]``) with boxes drawn (by
+    :func:`torchvision.utils.draw_bounding_boxes`), one colour per class.
 
-    Boxes must be in the frame of ``image``.
+    Boxes must be in the frame of ``image``. ``labels``: write each box's class name and score in its top-left corner.
     """
-    pil = Image.fromarray(np.ascontiguousarray(image.permute(1, 2, 0).cpu().numpy()))
-    draw = ImageDraw.Draw(pil)
-    font = ImageFont.load_default()
-    for box, score, label in zip(detections.boxes.tolist(), detections.scores.tolist(), detections.labels.tolist(), strict=True):
-        colour = class_colour(int(label))
-        draw.rectangle(box, outline=colour, width=2)
-        name = class_names[int(label)] if 0 <= int(label) < len(class_names) else str(label)
-        text = f"{name} {score:.2f}"
-        left, top, right, bottom = draw.textbbox((box[0], box[1]), text, font=font)
-        y = max(0, box[1] - (bottom - top) - 2)
-        draw.rectangle((box[0], y, box[0] + right - left + 2, y + bottom - top + 2), fill=colour)
-        draw.text((box[0] + 1, y), text, fill=(0, 0, 0), font=font)
-    return pil
+    image = image.cpu()
+    if len(detections.boxes):
+        label_ids = [int(label) for label in detections.labels.tolist()]
+        text = None
+        if labels:
+            text = [
+                f"{class_names[i] if 0 <= i < len(class_names) else i} {score:.2f}"
+                for i, score in zip(label_ids, detections.scores.tolist(), strict=True)
+            ]
+        image = draw_bounding_boxes(
+            image, detections.boxes.detach().float().cpu(), labels=text, colors=[class_colour(i) for i in label_ids],
+            width=2, fill_labels=True, label_colors="black",
+        )
+    return Image.fromarray(np.ascontiguousarray(image.permute(1, 2, 0).numpy()))
 
 
 def make_previewer(dataset: Any, *, collate: Callable[[list], Any], count: int = 4, score_threshold: float = 0.3) -> Previewer:

@@ -3,9 +3,14 @@
 Images are streamed through a data loader in batches (each image padded on its own, as in evaluation, so the
 detections never depend on batch mates). ``input_scale`` says what an image file is:
 
-- ``hr`` (baseline and teacher weights, always): resized as in evaluation (``data.test_size``, ``data.max_size``,
-  ``data.scale`` of the checkpoint's recipe); a student then sees the nearest ×1/k copy, as in evaluation.
-- ``lr`` (a student's default): the image is the student's low-resolution input, used as given.
+- ``hr`` (the default, and always for baseline and teacher weights): resized as in evaluation (``data.test_size``,
+  ``data.max_size``, ``data.scale`` of the checkpoint's recipe); a student then sees the nearest ×1/k copy, as
+  ``msad eval`` shows it the validation images — so every kind of weights answers on the same photo alike.
+- ``lr`` (students only): the image is the student's low-resolution input, used as given.
+
+``score_threshold`` decides which detections are kept (in ``predictions.json`` and drawn); ``draw_threshold``
+(default: the same) only hides the lower-scoring ones from the drawings, and ``labels=False`` draws boxes
+without their class name and score.
 
 Boxes are reported in each image file's frame. ``predictions.json`` is a COCO results list (``image_id``,
 ``category_id``, ``bbox`` as x, y, w, h, ``score``, plus ``file_name`` and ``category_name``); with
@@ -18,7 +23,7 @@ import json
 import shutil
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 import torch
@@ -27,6 +32,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from msad.api.prediction_files import (
     IMAGE_SUFFIXES, PREDICTIONS, STAGING_PREFIX, check_output_dir, coco_ids, drawing_names, find_images, relative_names,
+    search_images,
 )
 from msad.api.weights import Checkpoint, load_model, read_checkpoint
 from msad.build import build_eval_collator, build_postprocess
@@ -58,12 +64,17 @@ class PredictResult:
         images: the drawn PNG of each input image (empty with ``draw=False``).
         count: number of detections written.
         num_images: number of images predicted on.
+        input_scale: what the images were to the model: ``hr`` (resized as in evaluation) or ``lr`` (a
+            student's LR input, as given).
+        skipped: files found in the input folders or patterns that are not images (not read).
     """
 
     predictions: Path
     images: list[Path]
     count: int
     num_images: int = 0
+    input_scale: str = "hr"
+    skipped: list[Path] = field(default_factory=list)
 
 
 class Predictor:
@@ -74,7 +85,7 @@ class Predictor:
         score_threshold: drop detections scoring below this.
         device: ``auto``, ``cpu`` or ``cuda``.
         precision: ``fp32``, or ``bf16`` (autocast, batch norm folded into the convolutions).
-        input_scale: ``hr`` or ``lr`` (see the module docstring); default ``lr`` for a student, else ``hr``.
+        input_scale: ``hr`` (default) or ``lr`` (see the module docstring).
 
     Raises:
         UsageError: ``input_scale`` is unknown, or ``lr`` for weights other than a student's.
@@ -85,7 +96,7 @@ class Predictor:
         input_scale: str | None = None,
     ) -> None:
         role = checkpoint.role
-        input_scale = input_scale or ("lr" if role == "student" else "hr")
+        input_scale = input_scale or "hr"
         if input_scale not in INPUT_SCALES:
             raise UsageError(f"--input-scale must be hr or lr, got {input_scale!r}")
         if input_scale == "lr" and role != "student":
@@ -170,20 +181,25 @@ def predict(
     device: str = "auto", draw: bool = True, precision: str = "fp32", runtime: str = "auto",
     annotations: str | Path | None = None, input_scale: str | None = None, batch_size: int = 1,
     num_workers: int = 0, force: bool = False, progress: Callable[[int, int], None] | None = None,
+    draw_threshold: float | None = None, labels: bool = True,
 ) -> PredictResult:
     """Run weights on images; write ``predictions.json`` (COCO results) and drawn PNGs into ``output``.
 
     ``runtime``: ``torch`` (msad weights), ``onnx`` or ``torch.export`` (a file from ``msad export``), or ``auto``
-    (by the file's suffix). Drawings mirror each image's path relative to the folder that holds all inputs.
+    (by the file's suffix). ``inputs`` are files, folders (searched recursively, ``output`` excepted) or glob
+    patterns. Drawings mirror each image's path relative to the folder that holds all inputs.
 
     Args:
         annotations: a COCO annotation file whose image ids (matched by ``file_name``) and category ids
             (matched by name) the results use; without it ``image_id`` is the image's position in the inputs.
-        input_scale: ``hr`` or ``lr``, see the module docstring.
+        input_scale: ``hr`` (default) or ``lr``, see the module docstring.
         batch_size: images per forward pass (each still padded on its own).
         num_workers: processes decoding images.
         force: write into a directory that holds other files (inputs are never overwritten).
         progress: called with ``(images done, total)`` after each batch.
+        draw_threshold: detections scoring below it are kept in ``predictions.json`` but not drawn (default:
+            ``score_threshold``).
+        labels: draw each box's class name and score.
 
     Nothing is left in ``output`` when the run fails (an unreadable image included): drawings are staged
     and moved into place, with ``predictions.json``, only at the end.
@@ -193,11 +209,12 @@ def predict(
         RunStateError: ``output`` holds files this command would not write (without ``force``).
         DataError: an image cannot be read, or an image/class is not in ``annotations``.
     """
-    files = find_images(inputs)
+    out = Path(output)
+    found = search_images(inputs, exclude=out)
+    files = found.images
     relative = relative_names(files)
     ours = drawing_names(relative)  # an earlier run's drawings of these images are not foreign, drawn or not now
     drawings = ours if draw else []
-    out = Path(output)
     check_output_dir(out, files, [PurePosixPath(PREDICTIONS), *ours], force=force)
     predictor = _predictor(
         weights, runtime, score_threshold=score_threshold, device=device, precision=precision, input_scale=input_scale
@@ -210,7 +227,8 @@ def predict(
     staging = out / f"{STAGING_PREFIX}{uuid.uuid4().hex[:8]}"
     try:
         staging.mkdir(parents=True)
-        results = _run(predictor, files, drawings, staging, image_ids, label_ids, names,
+        look = _Drawing(names, score_threshold if draw_threshold is None else draw_threshold, labels)
+        results = _run(predictor, files, drawings, staging, image_ids, label_ids, names, look,
                        batch_size=batch_size, num_workers=num_workers, progress=progress)
         drawn = []
         for name in drawings:
@@ -225,12 +243,28 @@ def predict(
         raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return PredictResult(predictions, drawn, len(results), len(files))
+    scale = getattr(predictor, "input_scale", None) or predictor.spec.input_frame
+    return PredictResult(predictions, drawn, len(results), len(files), scale, found.skipped)
+
+
+@dataclass
+class _Drawing:
+    """How detections are drawn: class names, the score below which a box is not drawn, whether labels are."""
+
+    names: list[str]
+    threshold: float
+    labels: bool
+
+    def draw(self, image: Tensor, det: Detections):
+        """``image`` with the detections scoring at least ``threshold`` drawn (a PIL image)."""
+        keep = det.scores >= self.threshold
+        shown = Detections(det.boxes[keep], det.scores[keep], det.labels[keep])
+        return draw_detections(image, shown, self.names, labels=self.labels)
 
 
 def _run(
     predictor: Callable[[Tensor], Detections], files: list[Path], drawings: list[PurePosixPath], staging: Path,
-    image_ids: list[int], label_ids: list[int], names: list[str], *, batch_size: int, num_workers: int,
+    image_ids: list[int], label_ids: list[int], names: list[str], look: _Drawing, *, batch_size: int, num_workers: int,
     progress: Callable[[int, int], None] | None,
 ) -> list[dict]:
     """Detect on every file, batch by batch; draw into ``staging``; return the COCO results."""
@@ -254,7 +288,7 @@ def _run(
             if drawings:
                 target = staging / drawings[index]
                 target.parent.mkdir(parents=True, exist_ok=True)
-                draw_detections(image, det, names).save(target, format="PNG")
+                look.draw(image, det).save(target, format="PNG")
         done += len(items)
         if progress is not None:
             progress(done, len(files))

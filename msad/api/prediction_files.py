@@ -2,22 +2,26 @@
 
 Drawings mirror each image's path relative to the deepest folder holding all the inputs (``d1/a.png``,
 ``d1/a_2.png`` and ``d2/a.png`` give three drawings), so names are unique and do not depend on the order of
-the inputs. Nothing is ever written over an input image, and an output directory holding files that
-``msad predict`` would not write is refused unless forced.
+the inputs. Folders are searched recursively (the output folder excepted) and quoted glob patterns are
+expanded here (``'imgs/*.jpg'``, ``'**/*.png'``); files there that are not images are counted, not read.
+Nothing is ever written over an input image, and an output directory holding files that ``msad predict``
+would not write is refused unless forced.
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from msad.errors import DataError, RunStateError, UsageError
 
 __all__ = [
-    "IMAGE_SUFFIXES", "PREDICTIONS", "find_images", "relative_names", "drawing_names", "check_output_dir",
+    "IMAGE_SUFFIXES", "PREDICTIONS", "FoundImages", "search_images", "find_images", "relative_names", "drawing_names", "check_output_dir",
     "coco_ids",
 ]
 
@@ -28,29 +32,91 @@ PREDICTIONS = "predictions.json"
 STAGING_PREFIX = ".msad-predict-"
 
 
-def find_images(inputs: Sequence[str | os.PathLike]) -> list[Path]:
-    """Image files named directly or found (sorted, non-recursively) in the directories given; each once.
+@dataclass
+class FoundImages:
+    """What :func:`search_images` found.
+
+    Attributes:
+        images: the image files, each once, in the order found (folders sorted, searched recursively).
+        skipped: the files met in folders or matched by patterns that are not images (by suffix).
+    """
+
+    images: list[Path]
+    skipped: list[Path] = field(default_factory=list)
+
+
+def search_images(inputs: Sequence[str | os.PathLike], *, exclude: str | os.PathLike | None = None) -> FoundImages:
+    """Image files named directly, found in the folders given (recursively, sorted), or matched by glob patterns
+    (``imgs/*.jpg``, ``**/*.png``; a matched folder is searched like a named one); each file once.
+
+    Args:
+        inputs: files, folders or patterns (a path that does not exist and holds ``*``, ``?`` or ``[`` is a pattern).
+        exclude: a folder never searched nor matched (the output folder, when an input folder or pattern covers it).
 
     Raises:
-        FileNotFoundError: an input does not exist, or nothing to predict on was found.
+        FileNotFoundError: an input does not exist, a pattern matches nothing, or no image was found.
     """
-    found: list[Path] = []
+    found = FoundImages([])
     seen: set[str] = set()
-    for item in map(Path, inputs):
-        if item.is_dir():
-            candidates = sorted(p for p in item.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
-        elif item.is_file():
-            candidates = [item]
-        else:
-            raise FileNotFoundError(f"no such image or directory: {item}")
-        for path in candidates:
-            key = os.path.realpath(path)
-            if key not in seen:
-                seen.add(key)
-                found.append(path)
-    if not found:
-        raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {', '.join(map(str, inputs))}")
+    skip_dir = os.path.realpath(exclude) if exclude is not None else None
+    for item in inputs:
+        paths, pattern = _expand(str(item))
+        if pattern and skip_dir is not None:
+            paths = [path for path in paths if not _is_within(path, skip_dir)]
+        for path in paths:
+            if path.is_dir():
+                images, skipped = _images_under(path, skip_dir)
+            else:  # a file named is read whatever its suffix; one a pattern matched only if it is an image's
+                images, skipped = ([path], []) if not pattern or _is_image(path) else ([], [path])
+            found.skipped.extend(skipped)
+            for image in images:
+                key = os.path.realpath(image)
+                if key not in seen:
+                    seen.add(key)
+                    found.images.append(image)
+    if not found.images:
+        what = f" ({len(found.skipped)} other file(s), e.g. {found.skipped[0]})" if found.skipped else ""
+        raise FileNotFoundError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {', '.join(map(str, inputs))}{what}")
     return found
+
+
+def find_images(inputs: Sequence[str | os.PathLike], *, exclude: str | os.PathLike | None = None) -> list[Path]:
+    """The image files of :func:`search_images` (without the files it skipped)."""
+    return search_images(inputs, exclude=exclude).images
+
+
+def _is_within(path: Path, folder: str) -> bool:
+    real = os.path.realpath(path)
+    return real == folder or real.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _is_image(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES
+
+
+def _expand(item: str) -> tuple[list[Path], bool]:
+    """``([item], False)`` for an existing path, ``(the paths its glob pattern matches, sorted; True)`` for a pattern."""
+    path = Path(item)
+    if path.exists():
+        return [path], False
+    if glob.has_magic(item):
+        matches = sorted(glob.glob(item, recursive=True))
+        if not matches:
+            raise FileNotFoundError(f"no file matches the pattern {item!r}; check the pattern or the folder you run from")
+        return [Path(match) for match in matches], True
+    raise FileNotFoundError(f"no such image or directory: {item}")
+
+
+def _images_under(folder: Path, skip_dir: str | None) -> tuple[list[Path], list[Path]]:
+    """``(images, other files)`` under ``folder``, recursively, sorted; ``skip_dir`` is not entered."""
+    images: list[Path] = []
+    others: list[Path] = []
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if os.path.realpath(os.path.join(root, d)) != skip_dir)
+        for name in sorted(files):
+            path = Path(root) / name
+            (images if _is_image(path) else others).append(path)
+    return images, others
 
 
 def relative_names(files: Sequence[Path]) -> list[PurePosixPath]:

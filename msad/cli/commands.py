@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from msad.console import LoopProgress, format_metric, make_console, plural  # format_metric: re-exported, it lived here
+from msad.cli.choices import Branch, DeviceOpt, InputScale, PrecisionOpt, Runtime
 from msad.cli.lazy import lazy_module
 
 if TYPE_CHECKING:
@@ -81,7 +82,7 @@ def distill(
     teacher: Annotated[Path, typer.Option("--teacher", "-t", help="Teacher weights (.safetensors).", show_default=False)],
     set_: SetOpt = None, gpus: GpusOpt = 1, output: OutputOpt = None, resume: ResumeOpt = False, force: ForceOpt = False,
 ) -> None:
-    """Distil the low-resolution student from a frozen teacher (MSAD stage 2)."""
+    """Distill the low-resolution student from a frozen teacher (MSAD stage 2)."""
     result = api.distill(_recipe(recipe, set_), teacher=teacher, gpus=gpus, output=output, resume=resume, force=force)
     _report(result)
 
@@ -90,11 +91,11 @@ def evaluate(
     recipe: RecipeArg,
     weights: Annotated[Path, typer.Option("--weights", "-w", help="Weights to evaluate (.safetensors).", show_default=False)],
     set_: SetOpt = None,
-    branch: Annotated[Optional[str], typer.Option(help="Teacher branch: fused (default), hr, lr, or all (side by side).")] = None,
+    branch: Annotated[Optional[Branch], typer.Option(help="Teacher branch: fused (default), hr, lr, or all (side by side).")] = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the metrics to this JSON file.")] = None,
     gpus: GpusOpt = 1,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per rank and step.")] = 4,
-    precision: Annotated[str, typer.Option(help="fp32, or bf16 (autocast, batch norm folded).")] = "fp32",
+    precision: PrecisionOpt = "fp32",
     per_class: Annotated[bool, typer.Option("--per-class", help="Also show the AP of each class.")] = False,
     results: Annotated[Optional[Path], typer.Option("--results", help="Write the detections on the validation images as a COCO results file (COCO.loadRes reads it).")] = None,
     eval_backend: Annotated[Optional[str], typer.Option("--eval-backend", help="COCOeval implementation: pycocotools (the reference) or faster_coco_eval (same metrics, faster; pip install 'msad[fast-eval]'). Default: the recipe's eval.backend.")] = None,
@@ -111,8 +112,6 @@ def evaluate(
         set_ = [*(set_ or []), f'eval.backend="{eval_backend}"']
     if branch == "all" and (per_class or results is not None):
         raise typer.BadParameter("--per-class and --results take one branch: fused, hr or lr")
-    if branch is not None and branch not in ("fused", "hr", "lr", "all"):
-        raise typer.BadParameter(f"--branch must be fused, hr, lr or all, got {branch!r}")
     if branch == "all":
         _evaluate_branches(_recipe(recipe, set_), weights, gpus=gpus, batch_size=batch_size, json_out=json_out)
         return
@@ -144,16 +143,18 @@ def _evaluate_branches(recipe: Recipe, weights: Path, *, gpus: int, batch_size: 
 
 
 def predict(
-    inputs: Annotated[list[Path], typer.Argument(help="Image files or directories.", show_default=False)],
+    inputs: Annotated[list[str], typer.Argument(help="Image files, folders (searched recursively) or quoted glob patterns ('imgs/*.jpg', '**/*.png').", show_default=False)],
     weights: Annotated[Path, typer.Option("--weights", "-w", help="Weights (.safetensors): baseline, teacher or student; or a .onnx / .pt2 file from msad export.", show_default=False)],
     output: Annotated[Path, typer.Option("--output", "-o", help="Where predictions.json and the drawn PNGs go.", show_default=False)],
-    score_threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="Keep detections scoring at least this.")] = 0.3,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda.")] = "auto",
+    score_threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="Keep detections scoring at least this (in predictions.json and the drawings).")] = 0.3,
+    draw_threshold: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="Draw only detections scoring at least this; predictions.json keeps all (default: --score-threshold).")] = None,
+    no_labels: Annotated[bool, typer.Option("--no-labels", help="Draw boxes without class names and scores.")] = False,
+    device: DeviceOpt = "auto",
     no_draw: Annotated[bool, typer.Option("--no-draw", help="Write only predictions.json.")] = False,
-    precision: Annotated[str, typer.Option(help="fp32, or bf16 (autocast, batch norm folded).")] = "fp32",
-    runtime: Annotated[str, typer.Option(help="auto (by the file's suffix), torch, onnx or torch.export.")] = "auto",
+    precision: PrecisionOpt = "fp32",
+    runtime: Annotated[Runtime, typer.Option(help="auto (by the file's suffix), torch, onnx or torch.export.")] = "auto",
     annotations: Annotated[Optional[Path], typer.Option(help="COCO annotations whose image ids (by file_name) and category ids the results use, so COCO.loadRes accepts them.")] = None,
-    input_scale: Annotated[Optional[str], typer.Option("--input-scale", help="What the images are: hr (resized as in eval; a student sees the ×1/k copy) or lr (a student's LR input, as given); default: lr for a student, else hr.")] = None,
+    input_scale: Annotated[Optional[InputScale], typer.Option("--input-scale", help="What the images are: hr (default: resized as in msad eval; a student sees the ×1/k copy, as eval shows it) or lr (a student's LR input, as given).")] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass (each padded on its own).")] = 4,
     workers: Annotated[int, typer.Option(min=0, help="Processes decoding images.")] = 2,
     force: Annotated[bool, typer.Option("--force", help="Write into a directory holding other files (inputs are never overwritten).")] = False,
@@ -163,9 +164,21 @@ def predict(
         result = api.predict(
             weights, inputs, output, score_threshold=score_threshold, device=device, draw=not no_draw,
             precision=precision, runtime=runtime, annotations=annotations, input_scale=input_scale,
-            batch_size=batch_size, num_workers=workers, force=force, progress=progress.update,
+            batch_size=batch_size, num_workers=workers, force=force, draw_threshold=draw_threshold, labels=not no_labels,
+            progress=progress.update,
         )
+    _out.print(f"input scale: {_SCALE_WORDS[result.input_scale]}", highlight=False)
+    if result.skipped:
+        _out.print(f"skipped {plural(len(result.skipped), 'file')} not an image by suffix, e.g. {result.skipped[0]}",
+                   highlight=False)
     _out.print(f"{plural(result.count, 'detection')} in {plural(result.num_images, 'image')} → {result.predictions}")
+
+
+#: What ``msad predict`` says each input scale means (one line).
+_SCALE_WORDS = {
+    "hr": "hr — images resized as in msad eval (a student sees their ×1/k copy); --input-scale lr takes them as a student's LR input",
+    "lr": "lr — each image is the student's LR input, as given (boxes in its frame)",
+}
 
 
 def register(app: typer.Typer) -> None:

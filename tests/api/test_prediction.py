@@ -12,6 +12,7 @@ import torch
 from PIL import Image
 
 from msad import api
+from msad.data import read_image
 from msad.data.images import ImageReadError
 
 ROLES = ("baseline", "teacher", "student")
@@ -93,3 +94,33 @@ def test_missing_input_and_empty_directory(trained_student: api.TrainResult, tmp
     with pytest.raises(FileNotFoundError, match="no images"):
         api.predict(trained_student.weights, [tmp_path / "empty"], tmp_path / "out")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_student_takes_each_image_as_eval_does_unless_told_lr(trained_student: api.TrainResult, synth_dataset: Path, tmp_path: Path) -> None:
+    """By default a student sees an image as ``msad eval`` shows it (resized, then its ×1/k copy); ``lr`` keeps the
+    old reading (the image is its LR input); the result says which."""
+    ckpt = api.read_checkpoint(trained_student.weights)
+    image = read_image(sorted((synth_dataset / "val").iterdir())[0])
+    default, hr, lr = (api.Predictor(ckpt, score_threshold=0.0, device="cpu", input_scale=s) for s in (None, "hr", "lr"))
+    assert default.input_scale == "hr"
+    got, want, other = default(image), hr(image), lr(image)
+    assert torch.equal(got.boxes, want.boxes) and torch.equal(got.scores, want.scores)
+    assert got.boxes.shape != other.boxes.shape or not torch.allclose(got.boxes, other.boxes)
+    images = [str(p) for p in sorted((synth_dataset / "val").iterdir())[:2]]
+    assert api.predict(trained_student.weights, images, tmp_path / "a", device="cpu", draw=False).input_scale == "hr"
+    told = api.predict(trained_student.weights, images, tmp_path / "b", device="cpu", draw=False, input_scale="lr")
+    assert told.input_scale == "lr"
+
+
+def test_draw_threshold_hides_boxes_from_the_drawings_only(trained_baseline: api.TrainResult, image_dir: Path, tmp_path: Path) -> None:
+    result = api.predict(trained_baseline.weights, [image_dir], tmp_path / "hidden", score_threshold=0.0, device="cpu",
+                         draw_threshold=1.0)  # no detection scores 1: nothing drawn, all kept in the JSON
+    assert result.count > 0 and len(json.loads(result.predictions.read_text())) == result.count
+    assert result.skipped == [image_dir / "notes.txt"]  # counted, not silently dropped
+    shown = api.predict(trained_baseline.weights, [image_dir], tmp_path / "shown", score_threshold=0.0, device="cpu")
+    by_stem = {p.stem: p for p in image_dir.iterdir() if p.suffix != ".txt"}
+    for hidden, drawn in zip(sorted(result.images), sorted(shown.images), strict=True):
+        original = read_image(by_stem[hidden.stem]).permute(1, 2, 0).numpy()
+        assert np.array_equal(np.asarray(Image.open(hidden).convert("RGB")), original)
+    assert any(not np.array_equal(np.asarray(Image.open(p).convert("RGB")), read_image(by_stem[p.stem]).permute(1, 2, 0).numpy())
+               for p in shown.images)

@@ -7,7 +7,9 @@ from pathlib import Path, PurePosixPath
 
 import pytest
 
-from msad.api.prediction_files import check_output_dir, coco_ids, drawing_names, find_images, relative_names
+from msad.api.prediction_files import (
+    check_output_dir, coco_ids, drawing_names, find_images, relative_names, search_images,
+)
 from msad.errors import DataError, RunStateError, UsageError
 
 
@@ -67,3 +69,27 @@ def test_coco_ids_by_relative_path_then_unique_base_name(tmp_path: Path) -> None
     (tmp_path / "bad.json").write_text("[]")
     with pytest.raises(DataError, match="not a readable COCO annotation file"):
         coco_ids(tmp_path / "bad.json", rel, ["dog"])
+
+
+def test_folders_are_searched_recursively_and_other_files_are_counted(tmp_path: Path) -> None:
+    a, b, c = _touch(tmp_path, "in/a.png", "in/sub/b.jpg", "in/sub/deeper/c.PNG")
+    (notes,) = _touch(tmp_path, "in/sub/notes.txt")
+    _touch(tmp_path, "in/out/a.png")  # the output folder inside the input folder: not searched
+    found = search_images([tmp_path / "in"], exclude=tmp_path / "in" / "out")
+    assert found.images == [a, b, c] and found.skipped == [notes]
+    assert [str(n) for n in drawing_names(relative_names(found.images))] == ["a.png", "sub/b.png", "sub/deeper/c.png"]
+    with pytest.raises(FileNotFoundError, match="no images .*1 other file.*notes.txt"):
+        search_images([tmp_path / "in" / "sub" / "*.txt"])
+
+
+def test_quoted_glob_patterns(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    a, b, c = _touch(tmp_path, "imgs/a.jpg", "imgs/b.png", "imgs/sub/c.png")
+    _touch(tmp_path, "imgs/readme.md")
+    monkeypatch.chdir(tmp_path)
+    assert find_images(["imgs/*.jpg"]) == [Path("imgs/a.jpg")]
+    assert find_images(["**/*.png"]) == [Path("imgs/b.png"), Path("imgs/sub/c.png")]
+    found = search_images(["imgs/*"])  # a matched folder is searched; a matched non-image counted, not read
+    assert found.images == [Path("imgs/a.jpg"), Path("imgs/b.png"), Path("imgs/sub/c.png")]
+    assert found.skipped == [Path("imgs/readme.md")]
+    with pytest.raises(FileNotFoundError, match="no file matches the pattern 'imgs/\\*.gif'"):
+        find_images(["imgs/*.gif"])

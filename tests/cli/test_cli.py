@@ -367,6 +367,33 @@ def test_predict_command(trained_student: api.TrainResult, synth_dataset: Path, 
     assert preds and {p["file_name"] for p in preds} <= {str(p) for p in images}
     assert sorted(p.name for p in out.glob("*.png")) == sorted(f"{p.stem}.png" for p in images)
     assert "predictions.json" in stdout
+    assert "input scale: hr" in stdout  # a student sees the images as eval shows them, and says so
+
+
+def test_predict_takes_quoted_globs_and_searches_folders_recursively(
+    trained_student: api.TrainResult, synth_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    src = sorted((synth_dataset / "val").iterdir())
+    for name, source in (("imgs/a.png", src[0]), ("imgs/sub/b.png", src[1])):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source, tmp_path / name)
+    (tmp_path / "imgs" / "sub" / "notes.txt").write_text("not an image")
+    monkeypatch.chdir(tmp_path)
+    base = ["-w", trained_student.weights, "--device", "cpu", "--no-labels", "--draw-threshold", "0.5", "--input-scale", "lr"]
+    code, stdout, err = run(["predict", "imgs", *base, "-o", "out"], capsys)
+    assert code == 0, err
+    assert sorted(str(p.relative_to("out")) for p in Path("out").rglob("*.png")) == ["a.png", "sub/b.png"]
+    assert "in 2 images" in stdout and "skipped 1 file not an image by suffix" in stdout and "notes.txt" in stdout
+    assert "input scale: lr" in stdout
+    code, stdout, err = run(["predict", "**/*.png", *base, "-o", "out"], capsys)  # out/ holds drawings: not inputs
+    assert code == 0, err
+    assert "in 2 images" in stdout
+    code, stdout, err = run(["predict", "imgs/**/b.png", *base, "-o", "out2"], capsys)
+    assert code == 0, err
+    assert [p.name for p in Path("out2").glob("*.png")] == ["b.png"]
+    fails(["predict", "imgs/*.jpg", *base, "-o", "out3"], capsys, 1, "no file matches the pattern 'imgs/*.jpg'")
+    assert not Path("out3").exists()
 
 
 def test_predict_on_one_image_says_image_and_shows_its_progress(trained_student: api.TrainResult, synth_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
