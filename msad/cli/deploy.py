@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from msad.console import make_console
+from msad.cli.choices import ExportInput
 from msad.cli.lazy import lazy_module
 
 __all__ = ["register"]
@@ -19,7 +20,7 @@ export_api = lazy_module("msad.api.export")
 def export(
     weights: Annotated[Path, typer.Argument(help="Weights (.safetensors): baseline, teacher or student.", show_default=False)],
     out: Annotated[Path, typer.Argument(help="model.onnx, model.pt2, or a directory for both.", show_default=False)],
-    input_frame: Annotated[str, typer.Option("--input", help="Student only: lr (the image is its LR input) or hr (downscaled inside).")] = "lr",
+    input_frame: Annotated[ExportInput, typer.Option("--input", help="Student only: lr (the image is its LR input) or hr (downscaled inside).")] = "lr",
     no_fold: Annotated[bool, typer.Option("--no-fold", help="Keep batch norm as it is (default: folded into the convs).")] = False,
 ) -> None:
     """Export weights as an ONNX file and/or a torch.export program: pixels in, raw head maps out.
@@ -27,8 +28,6 @@ def export(
     Normalisation (and a student's ×1/k copy with [bold]--input hr[/]) is inside; decode with
     [bold]msad.export.decode_detections[/], or run the file with [bold]msad predict --weights FILE[/].
     """
-    if input_frame not in ("lr", "hr"):
-        raise typer.BadParameter(f"--input must be lr or hr, got {input_frame!r}")
     result = export_api.export(weights, out, input_frame=input_frame, fold_bn=not no_fold)
     spec = result.spec
     frame = f", {spec.input_frame} input" if spec.role == "student" else ""

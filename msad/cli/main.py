@@ -13,11 +13,12 @@ import typer
 
 import msad
 from msad.cli import commands, compare, deploy, tools
+from msad.cli.app import App
 from msad.cli.errors import exit_code, one_line
 
 __all__ = ["app", "main"]
 
-app = typer.Typer(
+app = App(
     name="msad",
     help="Low-resolution object detection by Multi-Scale Aligned Distillation (MSAD, CVPR 2021).",
     no_args_is_help=True,
@@ -39,7 +40,7 @@ def _root(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
     debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks instead of one-line errors.")] = False,
 ) -> None:
-    """Train, distil, evaluate and deploy MSAD low-resolution detectors."""
+    """Train, distill, evaluate and deploy MSAD low-resolution detectors."""
     _state["debug"] = debug
 
 

@@ -10,6 +10,9 @@ import typer
 from rich.table import Table
 
 from msad.console import make_console
+from msad.cli.app import App
+from msad.cli.choices import ConvertRole
+from msad.cli.commands import RecipeArg
 from msad.cli.lazy import lazy_module
 
 # imported by the first command that uses them (torch, pydantic), never by --help or --version
@@ -27,9 +30,9 @@ class SynthProfileName(str, Enum):
     coco = "coco"
 
 
-data_app = typer.Typer(help="Datasets: generate the built-in synthetic data.", no_args_is_help=True)
-recipe_app = typer.Typer(help="Recipes: show the resolved recipe, or validate it.", no_args_is_help=True)
-convert_app = typer.Typer(help="Convert third-party checkpoints into msad safetensors files.", no_args_is_help=True)
+data_app = App(help="Datasets: generate the built-in synthetic data.", no_args_is_help=True)
+recipe_app = App(help="Recipes: show the resolved recipe, or validate it.", no_args_is_help=True)
+convert_app = App(help="Convert third-party checkpoints into msad safetensors files.", no_args_is_help=True)
 
 SetOpt = Annotated[Optional[list[str]], typer.Option("--set", "-s", help="Override a recipe value: dotted.key=value.")]
 
@@ -96,8 +99,8 @@ def synth(
     train: Annotated[int, typer.Option(min=0, help="Training images.")] = 400,
     val: Annotated[int, typer.Option(min=0, help="Validation images.")] = 100,
     seed: Annotated[int, typer.Option(help="Generation seed (the bytes are a function of all options).")] = 0,
-    height: Annotated[Optional[int], typer.Option(min=32, help="Image height [default: 256 small, 384 coco].")] = None,
-    width: Annotated[Optional[int], typer.Option(min=32, help="Image width [default: 320 small, 512 coco].")] = None,
+    height: Annotated[Optional[int], typer.Option(min=32, help="Image height (default: 256 small, 384 coco).")] = None,
+    width: Annotated[Optional[int], typer.Option(min=32, help="Image width (default: 320 small, 512 coco).")] = None,
     profile: Annotated[SynthProfileName, typer.Option(
         help="small: mostly objects under 32² (the hard case for the ×½ image); coco: COCO's object-size histogram "
         "(41 % small, 34 % medium, 25 % large), ten textured classes.",
@@ -118,13 +121,13 @@ def synth(
 
 
 @recipe_app.command("show")
-def recipe_show(recipe: Annotated[Path, typer.Argument(show_default=False)], set_: SetOpt = None) -> None:
+def recipe_show(recipe: RecipeArg, set_: SetOpt = None) -> None:
     """Print the resolved recipe (base merged, overrides applied, defaults filled) as TOML."""
     typer.echo(config.load_recipe(recipe, overrides=set_ or []).dump_toml())
 
 
 @recipe_app.command("validate")
-def recipe_validate(recipe: Annotated[Path, typer.Argument(show_default=False)], set_: SetOpt = None) -> None:
+def recipe_validate(recipe: RecipeArg, set_: SetOpt = None) -> None:
     """Check a recipe; exit 0 when valid, 3 with the first problem otherwise."""
     config.load_recipe(recipe, overrides=set_ or [])
     _out.print(f"{recipe}: valid")
@@ -147,7 +150,7 @@ def convert_detectron2(
     output: Annotated[Path, typer.Argument(help="msad weights (.safetensors).", show_default=False)],
     recipe: Annotated[Path, typer.Option("--recipe", "-r", help="Recipe of the same width.", show_default=False)],
     annotations: Annotated[Optional[Path], typer.Option(help="COCO json whose categories name the classes (default: COCO 2017's 80).")] = None,
-    role: Annotated[Optional[str], typer.Option(help="teacher or student (default: detected from the keys).")] = None,
+    role: Annotated[Optional[ConvertRole], typer.Option(help="teacher or student (default: detected from the keys).")] = None,
 ) -> None:
     """Convert an original MSAD (Detectron2) teacher or student checkpoint into msad weights."""
     path = api.convert_detectron2(source, output, recipe=config.load_recipe(recipe), annotations=annotations, role=role)
