@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 import typer
 
 __all__ = [
-    "Device", "Precision", "Runtime", "InputScale", "Branch", "ExportInput", "ConvertRole", "DeviceOpt", "PrecisionOpt",
+    "Device", "Precision", "Runtime", "InputScale", "Branch", "EvalBackend", "ExportInput", "ConvertRole", "DeviceOpt", "PrecisionOpt",
 ]
 
 #: ``--device`` of inference commands (:func:`msad.engine.distributed.resolve_device`).
@@ -24,6 +24,8 @@ Runtime = Literal["auto", "torch", "onnx", "torch.export"]
 InputScale = Literal["hr", "lr"]
 #: ``msad eval --branch``: a teacher branch (:data:`msad.api.evaluation.TEACHER_BRANCHES`) or ``all``.
 Branch = Literal["fused", "hr", "lr", "all"]
+#: ``msad eval --eval-backend`` (:data:`msad.evaluation.EVAL_BACKENDS`).
+EvalBackend = Literal["pycocotools", "faster_coco_eval"]
 #: ``msad export --input`` (:data:`msad.export.deploy.INPUT_FRAMES`).
 ExportInput = Literal["lr", "hr"]
 #: ``msad convert detectron2 --role``: what an original MSAD checkpoint holds.

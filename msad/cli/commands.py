@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from msad.console import LoopProgress, format_metric, make_console, plural  # format_metric: re-exported, it lived here
-from msad.cli.choices import Branch, DeviceOpt, InputScale, PrecisionOpt, Runtime
+from msad.cli.choices import Branch, DeviceOpt, EvalBackend, InputScale, PrecisionOpt, Runtime
 from msad.cli.lazy import lazy_module
 
 if TYPE_CHECKING:
@@ -98,17 +98,10 @@ def evaluate(
     precision: PrecisionOpt = "fp32",
     per_class: Annotated[bool, typer.Option("--per-class", help="Also show the AP of each class.")] = False,
     results: Annotated[Optional[Path], typer.Option("--results", help="Write the detections on the validation images as a COCO results file (COCO.loadRes reads it).")] = None,
-    eval_backend: Annotated[Optional[str], typer.Option("--eval-backend", help="COCOeval implementation: pycocotools (the reference) or faster_coco_eval (same metrics, faster; pip install 'msad[fast-eval]'). Default: the recipe's eval.backend.")] = None,
+    eval_backend: Annotated[Optional[EvalBackend], typer.Option("--eval-backend", help="COCOeval implementation: pycocotools (the reference) or faster_coco_eval (same metrics, faster; pip install 'msad[fast-eval]'). Default: the recipe's eval.backend.")] = None,
 ) -> None:
     """COCO box AP, AP50, AP75, APs, APm, APl (0–100) on the recipe's validation set."""
     if eval_backend is not None:
-        from typing import get_args
-
-        from msad.config.recipe import EvalBackend
-
-        if eval_backend not in get_args(EvalBackend):
-            choices = ", ".join(get_args(EvalBackend))
-            raise typer.BadParameter(f"--eval-backend must be one of {choices}, got {eval_backend!r}")
         set_ = [*(set_ or []), f'eval.backend="{eval_backend}"']
     if branch == "all" and (per_class or results is not None):
         raise typer.BadParameter("--per-class and --results take one branch: fused, hr or lr")

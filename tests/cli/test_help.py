@@ -44,7 +44,7 @@ def test_defaults_in_brackets_are_not_swallowed_by_rich_markup() -> None:
 
 
 @pytest.mark.parametrize(("path", "listed"), [
-    (("eval",), ["<fused|hr|lr|all>", "<fp32|bf16>"]),
+    (("eval",), ["<fused|hr|lr|all>", "<fp32|bf16>", "<pycocotools|faster_coco_eval>"]),
     (("predict",), ["<auto|cpu|cuda>", "<fp32|bf16>", "<auto|torch|onnx|torch.export>", "<hr|lr>"]),
     (("export",), ["<lr|hr>"]),
     (("convert", "detectron2"), ["<teacher|student>"]),
@@ -70,10 +70,12 @@ def test_choices_are_the_api_constants() -> None:
     from msad.api.evaluation import TEACHER_BRANCHES
     from msad.api.prediction import INPUT_SCALES, RUNTIME_CHOICES
     from msad.engine.inference import PRECISIONS
+    from msad.evaluation import EVAL_BACKENDS
     from msad.export.deploy import INPUT_FRAMES
 
     assert get_args(choices.Precision) == PRECISIONS
     assert get_args(choices.Runtime) == RUNTIME_CHOICES
+    assert get_args(choices.EvalBackend) == EVAL_BACKENDS
     assert sorted(get_args(choices.InputScale)) == sorted(INPUT_SCALES)
     assert sorted(get_args(choices.ExportInput)) == sorted(INPUT_FRAMES)
     assert sorted(get_args(choices.Branch)) == sorted((*TEACHER_BRANCHES, "all"))
