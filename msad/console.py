@@ -193,9 +193,12 @@ class LoopProgress:
             self.echo(timestamped(self.render(10_000, bar=False)[0].plain))
 
     def update(self, done: int, total: int | None = None) -> None:
-        """``done`` items are done in all, of ``total`` (when given): the callback form of :meth:`advance`."""
+        """``done`` items are done in all, of ``total`` (when given): the callback form of :meth:`advance`.
+        ``update(0, total)`` before any item restarts the clock (the loop starts now: set-up is not in the rate)."""
         if total is not None:
             self.total = total
+        if done == 0 and self.done == 0:
+            self.started = self._last_line = time.perf_counter()
         self.advance(done - self.done)
 
     def rate(self) -> float | None:

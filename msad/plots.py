@@ -198,8 +198,8 @@ def _plain_log_axis(ax: Axes) -> None:
     decades = math.log10(high / low) if low > 0 else math.inf
     ax.yaxis.set_major_locator(LogLocator(base=10, numticks=_MAX_LOG_LABELS))
     ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _position: f"{value:g}"))
-    # 2 and 5 between the powers of ten only while they stay few (a range of up to about one decade)
-    ax.yaxis.set_minor_formatter(FuncFormatter(minor if decades <= 1.3 else lambda *_: ""))
+    # 2 and 5 between the powers of ten only while they stay few (3 labels a decade, up to 2.5 decades)
+    ax.yaxis.set_minor_formatter(FuncFormatter(minor if decades <= 2.5 else lambda *_: ""))
 
 
 def _kd_panel(ax: Axes, train: Series) -> None:

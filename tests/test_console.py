@@ -62,3 +62,15 @@ def test_progress_lines_keep_count_and_eta_and_fit_the_width(width: int) -> None
 def test_undefined_metrics_read_the_same_everywhere() -> None:
     assert [format_metric(v) for v in (float("nan"), None, 12.345, 3)] == ["–", "–", "12.35", "3.00"]
     assert msad_console.format_duration(3725) == "1:02:05" and msad_console.format_duration(None) == "-:--"
+
+
+def test_the_callback_form_counts_the_rate_from_the_loops_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [0.0]
+    monkeypatch.setattr("msad.console.time.perf_counter", lambda: now[0])
+    lines: list[str] = []
+    with LoopProgress("predict", live=False, echo=lines.append) as progress:
+        now[0] = 100.0  # loading the model took 100 s
+        progress.update(0, 4)  # the loop starts
+        now[0] = 102.0
+        progress.update(4, 4)
+    assert lines[-1].endswith("predict: 4 images in 0:02 (2 images/s)")

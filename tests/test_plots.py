@@ -122,3 +122,15 @@ def test_plot_accuracy_comparison_writes_a_png(tmp_path):
     out = plot_accuracy_comparison({"a": [1.0, 2.0], "b": [3.0]}, tmp_path / "accuracy.png")
     with Image.open(out) as image:
         assert image.format == "PNG" and image.size[0] == 800
+
+
+def test_a_log_axis_of_about_one_decade_labels_two_and_five():
+    records = [{"type": "train", "iteration": it, "total_loss": 8.0 - it / 10, "loss_cls": 0.25 + it / 100}
+               for it in (4, 8, 12)]  # from 0.29 to 7.6: about 1.5 decades, like a short teacher run
+    figure = curves_figure(records)
+    figure.canvas.draw()
+    ax = figure.axes[0]
+    low, high = ax.get_ylim()
+    shown = {t.get_text() for t in ax.yaxis.get_ticklabels() + ax.yaxis.get_ticklabels(minor=True)
+             if t.get_text() and low <= t.get_position()[1] <= high}
+    assert {"0.5", "1", "2", "5"} <= shown and len(shown) <= 8

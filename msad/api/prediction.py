@@ -272,6 +272,8 @@ def _run(
     detect = getattr(predictor, "batch", None) or (lambda images: [predictor(image) for image in images])
     results: list[dict] = []
     done = 0
+    if progress is not None:
+        progress(0, len(files))  # the loop starts now (the model is loaded): the rate counts from here
     for items in loader:
         for index, image, error in items:
             if error is not None:
