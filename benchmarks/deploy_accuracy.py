@@ -80,7 +80,7 @@ def evaluate_variants(recipe, weights: Path, out: Path, batch_size: int) -> dict
         "eager fp32": _eager(task, model, "fp32"),
         "folded fp32": _eager(task, fold_batchnorm(model), "fp32"),
         "bf16 (folded)": _eager(task, model, "bf16"),
-        **{("ONNX Runtime" if p.suffix == ".onnx" else "torch.export"): _exported(ExportedDetector(p), mean, std) for p in result.files},
+        **{("ONNX Runtime" if p.suffix == ".onnx" else "torch.export"): _exported(ExportedDetector(p, trust_pt2=True), mean, std) for p in result.files},
     }
     aps = {}
     for name, predict in variants.items():

@@ -25,6 +25,7 @@ from msad.api.weights import Checkpoint, load_model, read_checkpoint
 from msad.build import build_eval_collator, build_val_dataset
 from msad.config import Recipe
 from msad.errors import UsageError
+from msad.outputs import check_outputs
 from msad.serialization import atomic_write_text
 
 __all__ = ["ComparisonRow", "compare", "describe"]
@@ -81,6 +82,8 @@ def compare(
         raise UsageError(f"{len(names)} names for {len(weights)} weights files: give one name per file, or none")
     if timing_images < 1:
         raise UsageError(f"timing_images must be at least 1, got {timing_images}")
+    inputs = [("weights file", path) for path in weights]
+    check_outputs([("--json", json_out)], inputs=[*inputs, *(recipe.input_files() if recipe is not None else [])])
     rows = []
     for index, path in enumerate(weights):
         ckpt = read_checkpoint(path)

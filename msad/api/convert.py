@@ -23,6 +23,7 @@ from msad.convert.detectron2 import (
     load_detectron2_checkpoint,
 )
 from msad.errors import CheckpointError
+from msad.outputs import check_outputs
 from msad.serialization import save_weights
 
 __all__ = ["convert_detectron2"]
@@ -80,6 +81,7 @@ def convert_detectron2(
     source, output = Path(source), Path(output)
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe)
+    check_outputs([("OUTPUT", output)], inputs=[("SOURCE", source), ("--annotations", annotations), *recipe.input_files()])
     if role is not None and role not in ("teacher", "student"):
         raise CheckpointError(f"original MSAD checkpoints hold a teacher or a student, not a {role!r}")
     state = load_detectron2_checkpoint(source)

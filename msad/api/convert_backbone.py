@@ -7,6 +7,7 @@ from pathlib import Path
 from msad.models.backbones.slimmable_checkpoint import public_backbone_state, save_backbone
 from msad.models.backbones.slimmable_resnet import SlimmableResNet
 from msad.models.backbones.slimmable_shapes import DEFAULT_WIDTHS
+from msad.outputs import check_outputs
 
 __all__ = ["convert_slimmable"]
 
@@ -22,6 +23,7 @@ def convert_slimmable(
     Raises:
         CheckpointFormatError: the source is missing, corrupt, not in the documented layout, or without ``width``.
     """
+    check_outputs([("OUTPUT", output)], inputs=[("SOURCE", source)])
     widths = DEFAULT_WIDTHS if width is None else (float(width),)
     model = SlimmableResNet(depth=depth, widths=widths)
     model.load_state_dict(public_backbone_state(source, model), strict=True)

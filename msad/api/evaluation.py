@@ -12,7 +12,6 @@ from msad.api.training import build_task
 from msad.api.weights import check_compatible, load_model, read_checkpoint
 from msad.config import Recipe, recipe_from_dict
 from msad.api._situations import user_situations
-from msad.api.run_directory import check_output_file
 from msad.build import build_eval_collator, build_val_dataset
 from msad.comm import get_rank
 from msad.engine import launch
@@ -22,9 +21,10 @@ from msad.engine.metrics import strict_json
 from msad.engine.distributed import resolve_device
 from msad.engine.inference import check_precision, inference_autocast, inference_model
 from msad.errors import RecipeError, UsageError
+from msad.outputs import check_outputs
 from msad.serialization import atomic_write_text
 
-__all__ = ["METRICS", "TEACHER_BRANCHES", "evaluate", "evaluate_branches"]
+__all__ = ["METRICS", "TEACHER_BRANCHES", "evaluate", "evaluate_branches", "eval_inputs"]
 
 #: The COCO box metrics msad reports, 0–100.
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
@@ -65,10 +65,7 @@ def evaluate(
         ``{"role", "branch", "weights", "metrics": {…}, "data_scale", "trained_data_scale"}``, also written to
         ``json_out`` when given.
     """
-    if json_out is not None:
-        check_output_file(json_out, option="--json")
-    if results_out is not None:
-        check_output_file(results_out, option="--results")
+    check_outputs([("--json", json_out), ("--results", results_out)], inputs=eval_inputs(recipe, weights))
     ckpt = read_checkpoint(weights)
     check_compatible(ckpt, recipe)
     if branch is not None and ckpt.role != "teacher":
@@ -103,8 +100,7 @@ def evaluate_branches(
         ``{"role", "weights", "branches": {"hr": {…}, "lr": {…}, "fused": {…}}, "data_scale",
         "trained_data_scale"}``, also written to ``json_out`` when given.
     """
-    if json_out is not None:
-        check_output_file(json_out, option="--json")
+    check_outputs([("--json", json_out)], inputs=eval_inputs(recipe, weights))
     ckpt = read_checkpoint(weights)
     if ckpt.role != "teacher":
         raise UsageError(f"--branch all applies to teacher weights; {weights} holds a {ckpt.role}")
@@ -117,6 +113,11 @@ def evaluate_branches(
     if json_out is not None:
         atomic_write_text(json_out, strict_json(report, indent=1))
     return report
+
+
+def eval_inputs(recipe: Recipe, weights: str | Path) -> list[tuple[str, str | Path]]:
+    """The files an evaluation of ``weights`` on ``recipe``'s data reads (no output may land on one)."""
+    return [("--weights", weights), *recipe.input_files()]
 
 
 def _eval_worker(job: _EvalJob) -> dict[str, float]:

@@ -12,6 +12,7 @@ from msad.export.deploy import DeployModel, DeploySpec, ExportError, deploy_spec
 from msad.export.program import save_program, trace
 from msad.export.runtime import open_backend
 from msad.models.fold import fold_batchnorm, has_batchnorm
+from msad.outputs import check_outputs
 
 __all__ = ["ExportResult", "export", "export_targets"]
 
@@ -58,6 +59,8 @@ def export(
         check: run a check batch through every written file and record its largest difference from eager.
     """
     targets = export_targets(out)
+    folder = None if Path(out).suffix in (".onnx", ".pt2") else out
+    check_outputs([("export output", t) for t in targets], inputs=[("weights", weights)], within=folder)
     ckpt = read_checkpoint(weights)
     if any(t.suffix == ".onnx" for t in targets):
         from msad.export.onnx import require_onnx
@@ -69,7 +72,6 @@ def export(
     deployed = DeployModel(network, spec).eval()
     program = trace(deployed, spec)
     for target in targets:
-        target.parent.mkdir(parents=True, exist_ok=True)
         if target.suffix == ".pt2":
             save_program(program, spec, target)
         else:
@@ -91,6 +93,6 @@ def _check(eager: DeployModel, spec: DeploySpec, files: list[Path]) -> dict[str,
     reference = eager(images)
     diffs = {}
     for path in files:
-        got = open_backend(path)(images)
+        got = open_backend(path, trust_pt2=True)(images)  # the file this process just wrote
         diffs[str(path)] = max(float((a.float() - b.cpu().float()).abs().max()) for a, b in zip(reference, got, strict=True))
     return diffs

@@ -26,6 +26,7 @@ from msad.config import Recipe, recipe_from_dict
 from msad.errors import UsageError
 from msad.macs import count_macs, on_meta
 from msad.plugins import get_builder
+from msad.outputs import check_outputs
 from msad.serialization import atomic_write_text
 
 __all__ = ["CapacityRow", "CapacityReport", "capacity", "paper_recipe", "is_slimmable", "PAPER_WIDTHS"]
@@ -126,6 +127,7 @@ def capacity(
     Raises:
         UsageError: ``widths`` given for a backbone without a width option.
     """
+    check_outputs([("--json", json_out)], inputs=recipe.input_files())
     slimmable = is_slimmable(recipe)
     if widths is not None and not slimmable:
         raise UsageError(

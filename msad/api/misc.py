@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from msad.data import SynthSummary, generate_synthetic_coco
+from msad.data.synth import synthetic_files
 from msad.errors import RunStateError
+from msad.outputs import check_outputs
 from msad.plugins import PluginInfo, list_plugins
 
 __all__ = ["synth_data", "plugins"]
@@ -36,6 +38,8 @@ def synth_data(
             f"{root} is not empty ({shown}); files there could be overwritten: choose an empty or new folder, "
             "or pass --force to write into it anyway"
         )
+    check_outputs([("data synth", root / name) for name in synthetic_files(train=train, val=val)], within=root,
+                  fix="choose another folder")
     return generate_synthetic_coco(root, train=train, val=val, seed=seed, image_size=image_size, profile=profile)
 
 

@@ -181,7 +181,7 @@ def predict(
     device: str = "auto", draw: bool = True, precision: str = "fp32", runtime: str = "auto",
     annotations: str | Path | None = None, input_scale: str | None = None, batch_size: int = 1,
     num_workers: int = 0, force: bool = False, progress: Callable[[int, int], None] | None = None,
-    draw_threshold: float | None = None, labels: bool = True,
+    draw_threshold: float | None = None, labels: bool = True, trust_pt2: bool = False,
 ) -> PredictResult:
     """Run weights on images; write ``predictions.json`` (COCO results) and drawn PNGs into ``output``.
 
@@ -200,6 +200,8 @@ def predict(
         draw_threshold: detections scoring below it are kept in ``predictions.json`` but not drawn (default:
             ``score_threshold``).
         labels: draw each box's class name and score.
+        trust_pt2: run a ``.pt2`` archive although loading one can run code it holds (refused without it;
+            ``.onnx`` files and safetensors weights are data).
 
     Nothing is left in ``output`` when the run fails (an unreadable image included): drawings are staged
     and moved into place, with ``predictions.json``, only at the end.
@@ -215,9 +217,13 @@ def predict(
     relative = relative_names(files)
     ours = drawing_names(relative)  # an earlier run's drawings of these images are not foreign, drawn or not now
     drawings = ours if draw else []
-    check_output_dir(out, files, [PurePosixPath(PREDICTIONS), *ours], force=force)
+    check_output_dir(
+        out, files, [PurePosixPath(PREDICTIONS), *ours], force=force,
+        inputs=[("--weights", weights), ("--annotations", annotations)],
+    )
     predictor = _predictor(
-        weights, runtime, score_threshold=score_threshold, device=device, precision=precision, input_scale=input_scale
+        weights, runtime, score_threshold=score_threshold, device=device, precision=precision, input_scale=input_scale,
+        trust_pt2=trust_pt2,
     )
     label_ids, names = (list(x) for x in zip(*predictor.label_space, strict=True))
     image_ids = list(range(len(files)))
@@ -300,7 +306,10 @@ def _run(
 RUNTIME_CHOICES = ("auto", "torch", "onnx", "torch.export")
 
 
-def _predictor(weights: str | Path, runtime: str, *, score_threshold: float, device: str, precision: str, input_scale: str | None = None):
+def _predictor(
+    weights: str | Path, runtime: str, *, score_threshold: float, device: str, precision: str,
+    input_scale: str | None = None, trust_pt2: bool = False,
+):
     """A :class:`Predictor` for msad weights, or an :class:`~msad.export.ExportedDetector` for an exported file."""
     if runtime not in RUNTIME_CHOICES:
         raise UsageError(f"--runtime must be one of {', '.join(RUNTIME_CHOICES)}, got {runtime!r}")
@@ -320,4 +329,4 @@ def _predictor(weights: str | Path, runtime: str, *, score_threshold: float, dev
         raise UsageError(f"--precision {precision} applies to msad weights; an exported file runs as it was exported (fp32)")
     from msad.export import ExportedDetector
 
-    return ExportedDetector(weights, score_threshold=score_threshold, device=device)
+    return ExportedDetector(weights, score_threshold=score_threshold, device=device, trust_pt2=trust_pt2)

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from msad.errors import DataError, RunStateError, UsageError
+from msad.outputs import check_outputs
 
 __all__ = [
     "IMAGE_SUFFIXES", "PREDICTIONS", "FoundImages", "search_images", "find_images", "relative_names", "drawing_names", "check_output_dir",
@@ -142,7 +143,10 @@ def drawing_names(relative: Sequence[PurePosixPath]) -> list[PurePosixPath]:
     return names
 
 
-def check_output_dir(output: Path, files: Sequence[Path], writes: Sequence[PurePosixPath], *, force: bool) -> None:
+def check_output_dir(
+    output: Path, files: Sequence[Path], writes: Sequence[PurePosixPath], *, force: bool,
+    inputs: Sequence[tuple[str, str | os.PathLike | None]] = (),
+) -> None:
     """Refuse an output directory where the run would overwrite an input or mix with files it does not write.
 
     Args:
@@ -150,20 +154,19 @@ def check_output_dir(output: Path, files: Sequence[Path], writes: Sequence[PureP
         files: the input images.
         writes: the files the run writes, relative to ``output``.
         force: accept a directory that holds other files (inputs are protected even then).
+        inputs: the command's other inputs (``(what, path)``: weights, annotations), protected like the images.
 
     Raises:
-        UsageError: an input image would be overwritten.
+        UsageError: an input would be overwritten, or a write would leave ``output`` through a symbolic link.
         RunStateError: ``output`` is a file, or holds files the run would not write (without ``force``).
     """
     if output.exists() and not output.is_dir():
         raise RunStateError(f"--output {output} is a file, not a directory; choose another --output")
-    targets = {os.path.realpath(output / name) for name in writes}
-    clobbered = [path for path in files if os.path.realpath(path) in targets]
-    if clobbered:
-        raise UsageError(
-            f"--output {output} would overwrite the input image {clobbered[0]}"
-            f"{f' (and {len(clobbered) - 1} more)' if len(clobbered) > 1 else ''}; choose another --output"
-        )
+    resolved = check_outputs(
+        [("--output", output / name) for name in writes], inputs=[*inputs, *(("image", path) for path in files)],
+        within=output, fix="choose another --output",
+    )
+    targets = set(map(str, resolved))
     if force or not output.is_dir():
         return
     foreign = sorted(

@@ -8,7 +8,6 @@ quietly continue one experiment as another, so it is refused here naming the dif
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -17,8 +16,9 @@ from msad.build import STAGES
 from msad.config import Recipe
 from msad.data import CocoDetection
 from msad.errors import DataError, RecipeError, RunStateError, UsageError
+from msad.outputs import check_outputs, same_file
 
-__all__ = ["check_run_directory", "check_trainable", "check_output_file", "recipe_differences"]
+__all__ = ["RUN_FILES", "check_run_directory", "check_run_outputs", "check_trainable", "recipe_differences"]
 
 #: Fields that never change what a run computes (data loading parallelism).
 _IRRELEVANT = frozenset({"data.num_workers"})
@@ -75,24 +75,26 @@ def check_trainable(train_set: CocoDetection, recipe: Recipe) -> None:
         )
 
 
-def check_output_file(path: str | Path, *, option: str) -> None:
-    """Refuse an output file path that cannot be written, before any work is done.
+#: Files (and, for ``tensorboard/``, a folder) a training run writes in its directory under fixed names.
+RUN_FILES = (
+    "recipe.toml", "recipe.json", "environment.json", "metrics.jsonl", "state.json", "last.safetensors",
+    "best.safetensors", "curves.png", "tensorboard/events",
+)
 
-    Missing folders above ``path`` are fine (the writer creates them).
 
-    Raises:
-        UsageError: ``path`` is a directory, a file stands where a folder above it should be, or it is not writable.
+def check_run_outputs(recipe: Recipe, output: Path, *, teacher: str | Path | None = None) -> None:
+    """Refuse a run directory whose files would overwrite an input (recipe, annotations, ``--teacher``) or be
+    written outside it through a symbolic link (:func:`msad.outputs.check_outputs`).
+
+    The run's own ``recipe.toml`` given as the recipe (resuming with it) is no clash: the run rewrites it with
+    the recipe it holds.
     """
-    path = Path(path)
-    if path.is_dir():
-        raise UsageError(f"{option} {path} is a directory; give a file name (e.g. {path / 'metrics.json'})")
-    existing = path.parent
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        raise UsageError(f"{option} {path}: {existing} is a file, not a folder")
-    if not os.access(existing, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise UsageError(f"{option} {path}: not writable")
+    own = output / "recipe.toml"
+    inputs = [(what, path) for what, path in recipe.input_files() if not same_file(path, own)]
+    check_outputs(
+        [("--output", output / name) for name in RUN_FILES],
+        inputs=[*inputs, ("--teacher", teacher)], within=output, fix="choose another --output",
+    )
 
 
 def recipe_differences(old: Mapping[str, Any], new: Mapping[str, Any], role: str) -> list[str]:

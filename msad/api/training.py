@@ -26,8 +26,9 @@ from msad.config import Recipe, recipe_from_dict
 from msad.console import plural
 from msad.data import build_train_loader
 from msad.api._situations import user_situations
-from msad.api.run_directory import check_run_directory, check_trainable
+from msad.api.run_directory import check_run_directory, check_run_outputs, check_trainable
 from msad.engine import Trainer, launch, resolve_device, seed_everything
+from msad.run_lock import hold_run_directory
 from msad.comm import get_rank, get_world_size
 from msad.errors import CheckpointError, UsageError
 from msad.tasks.detection import DetectionTask
@@ -118,8 +119,9 @@ def _run(recipe: Recipe, role: str, *, gpus: int, output: str | Path | None, res
     recipe = recipe.model_copy(update={"run": recipe.run.model_copy(update={"output": str(out)})})
     check_frozen_backbone(recipe, role)
     check_run_directory(recipe, role, out, resume=resume, force=force)
+    check_run_outputs(recipe, out, teacher=teacher)
     job = _Job(recipe.model_dump(mode="json"), role, resume, force, teacher)
-    with user_situations("training", output=out):
+    with hold_run_directory(out), user_situations("training", output=out):  # one run per directory, until it ends
         metrics = launch(_train_worker, num_procs=gpus, args=(job,), device=recipe.run.device) or {}
     return TrainResult(out, out / "last.safetensors", metrics)
 

@@ -151,6 +151,7 @@ def predict(
     batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass (each padded on its own).")] = 4,
     workers: Annotated[int, typer.Option(min=0, help="Processes decoding images.")] = 2,
     force: Annotated[bool, typer.Option("--force", help="Write into a directory holding other files (inputs are never overwritten).")] = False,
+    trust_pt2: Annotated[bool, typer.Option("--trust-pt2", help="Run a .pt2 archive. RISK: a .pt2 file is not data; loading it unpickles and evaluates parts of it, so a crafted file runs any code it holds. Only for files you exported or trust (.onnx and .safetensors are data).")] = False,
 ) -> None:
     """Detect objects in images: predictions.json (COCO results) and a drawing per image, mirroring input paths."""
     with LoopProgress("predict") as progress:  # a live line on a terminal, plain lines otherwise
@@ -158,7 +159,7 @@ def predict(
             weights, inputs, output, score_threshold=score_threshold, device=device, draw=not no_draw,
             precision=precision, runtime=runtime, annotations=annotations, input_scale=input_scale,
             batch_size=batch_size, num_workers=workers, force=force, draw_threshold=draw_threshold, labels=not no_labels,
-            progress=progress.update,
+            trust_pt2=trust_pt2, progress=progress.update,
         )
     _out.print(f"input scale: {_SCALE_WORDS[result.input_scale]}", highlight=False)
     if result.skipped:

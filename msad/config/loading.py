@@ -35,6 +35,7 @@ def load_recipe(path: str | Path, *, overrides: Iterable[str] = ()) -> Recipe:
     path = Path(path)
     data = _read_toml(path)
     base = data.pop("base", None)
+    sources = [str(path)]
     if base is not None:
         if not isinstance(base, str):
             raise RecipeError(f"{path}: base: expected a file name, got {base!r}")
@@ -45,12 +46,15 @@ def load_recipe(path: str | Path, *, overrides: Iterable[str] = ()) -> Recipe:
                 f"{base_path}: a base recipe cannot have its own base (only one level of base = is supported)"
             )
         data = deep_merge(base_data, data)
+        sources.append(str(base_path))
     overrides = list(overrides)
     merged = apply_overrides(data, overrides)
     try:
-        return recipe_from_dict(merged, source=str(path))
+        recipe = recipe_from_dict(merged, source=str(path))
     except RecipeError as exc:
         raise RecipeError(_blame_override(str(exc), str(path), overrides)) from None
+    recipe._source_files = tuple(sources)
+    return recipe
 
 
 def recipe_from_dict(data: Mapping[str, Any], *, source: str | None = None, check_plugins: bool = True) -> Recipe:

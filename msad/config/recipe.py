@@ -17,7 +17,7 @@ import inspect
 import types
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, PrivateAttr, ValidationError, field_validator, model_validator
 from pydantic_core import to_jsonable_python
 
 from msad._pydantic_errors import describe_validation_error
@@ -207,6 +207,29 @@ class Recipe(BaseModel):
     distill: DistillRecipe = Field(default_factory=DistillRecipe)
     run: RunRecipe = Field(default_factory=RunRecipe)
     eval: EvalRecipe = Field(default_factory=EvalRecipe)
+    #: The files this recipe was read from (the recipe and its base), set by :func:`msad.config.load_recipe`.
+    _source_files: tuple[str, ...] = PrivateAttr(default=())
+
+    def __eq__(self, other: object) -> bool:
+        """Recipes are equal when their values are (the files they were read from do not count)."""
+        if not isinstance(other, BaseModel):
+            return NotImplemented
+        return type(self) is type(other) and self.__dict__ == other.__dict__
+
+    __hash__ = None  # type: ignore[assignment] - mutable, like every pydantic model
+
+    @property
+    def source_files(self) -> tuple[str, ...]:
+        """The recipe files it was loaded from (the file and its ``base``); empty for a recipe built in code."""
+        return self._source_files
+
+    def input_files(self) -> list[tuple[str, str]]:
+        """``(what, path)`` of every file a command using this recipe reads (recipe files, annotations), so that
+        no output of the command lands on one (:func:`msad.outputs.check_outputs`)."""
+        data = self.data
+        files = [("the recipe", path) for path in self._source_files]
+        files += [("data.train_annotations", data.train_annotations), ("data.val_annotations", data.val_annotations)]
+        return [(what, path) for what, path in files if path]
 
     def solver_for(self, stage: Stage) -> SolverRecipe:
         """The solver of ``stage``: ``[solver]`` with ``[teacher.solver]`` / ``[distill.solver]`` laid over it."""

@@ -24,8 +24,10 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
+from msad.serialization import atomic_write_text
+
 __all__ = ["SYNTH_CATEGORIES", "SYNTH_PROFILES", "SynthProfile", "SynthSummary", "generate_synthetic_coco", "render_image",
-           "synth_profile", "size_fractions"]
+           "synth_profile", "size_fractions", "synthetic_files"]
 
 #: ``(coco_id, name)`` of the synthetic classes; ids are non-contiguous like COCO's
 SYNTH_CATEGORIES: tuple[tuple[int, str], ...] = (
@@ -131,6 +133,19 @@ def size_fractions(areas: Sequence[float]) -> tuple[float, float, float]:
     return small / n, medium / n, (len(areas) - small - medium) / n
 
 
+def synthetic_files(*, train: int, val: int) -> list[str]:
+    """The files :func:`generate_synthetic_coco` writes, relative to its ``out_dir``."""
+    names = [f"annotations/{split}.json" for split in ("train", "val")]
+    for split, count in (("train", train), ("val", val)):
+        names += [f"{split}/{_file_name(index)}" for index in range(count)]
+    return names
+
+
+def _file_name(index: int) -> str:
+    """The image file of the ``index``-th image of a split."""
+    return f"{index + 1:06d}.png"
+
+
 def generate_synthetic_coco(
     out_dir: Path,
     *,
@@ -191,7 +206,7 @@ def _write_split(
         rng = np.random.default_rng([seed, _SPLIT_CODES[split], index])
         image, drawn = spec.render(rng, image_size, objects)
         image_id = index + 1
-        file_name = f"{image_id:06d}.png"
+        file_name = _file_name(index)
         image.save(image_dir / file_name, format="PNG", compress_level=1)
         coco["images"].append({"id": image_id, "file_name": file_name, "height": image_size[0], "width": image_size[1]})
         for obj in drawn:
@@ -207,7 +222,7 @@ def _write_split(
                 }
             )
     text = json.dumps(coco, separators=(",", ":"))
-    (out_dir / "annotations" / f"{split}.json").write_text(text, encoding="utf-8")
+    atomic_write_text(out_dir / "annotations" / f"{split}.json", text)
     return coco
 
 

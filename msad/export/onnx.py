@@ -15,6 +15,7 @@ from torch import Tensor
 from torch.export import ExportedProgram
 
 from msad.export.deploy import DeploySpec, ExportError, output_names
+from msad.serialization import atomic_write
 
 __all__ = ["METADATA_KEY", "export_onnx", "OnnxBackend", "require_onnx"]
 
@@ -49,10 +50,7 @@ def export_onnx(program: ExportedProgram, spec: DeploySpec, path: str | Path, *,
     proto = onnx_program.model_proto
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, spec.to_json()
-    tmp = path.with_name(f".{path.name}.tmp")
-    onnx.save(proto, str(tmp))
-    tmp.replace(path)
-    return path
+    return atomic_write(path, lambda tmp: onnx.save(proto, str(tmp)))
 
 
 class OnnxBackend:

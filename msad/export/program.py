@@ -2,11 +2,20 @@
 
 The program has a dynamic batch and a dynamic height and width, each a multiple of the spec's
 ``size_divisibility``; the :class:`DeploySpec` travels inside the archive as ``extra_files["msad.json"]``.
+
+A ``.pt2`` archive is code, not data (``torch.export.load`` unpickles and evaluates parts of it): it is loaded
+only when the caller trusts it (``--trust-pt2``), see :func:`check_archive`. ONNX files and safetensors weights
+are data and need no such trust.
 """
 
 from __future__ import annotations
 
 import contextlib
+import io
+import json
+import logging
+import zipfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -14,8 +23,13 @@ from torch import Tensor
 from torch.export import Dim, ExportedProgram
 
 from msad.export.deploy import DeployModel, DeploySpec, ExportError
+from msad.errors import UsageError
+from msad.serialization import atomic_write
 
-__all__ = ["SPEC_FILE", "example_input", "dynamic_shapes", "trace", "save_program", "ProgramBackend"]
+__all__ = [
+    "SPEC_FILE", "TRUST_OPTION", "example_input", "dynamic_shapes", "trace", "save_program", "check_archive",
+    "ProgramBackend",
+]
 
 #: Name of the spec inside a ``.pt2`` archive.
 SPEC_FILE = "msad.json"
@@ -66,10 +80,105 @@ def save_program(program: ExportedProgram, spec: DeploySpec, path: str | Path) -
     path = Path(path)
     if path.suffix != ".pt2":
         raise ExportError(f"{path}: a torch.export archive must end in .pt2")
-    tmp = path.with_name(f".{path.stem}.tmp.pt2")
-    torch.export.save(program, str(tmp), extra_files={SPEC_FILE: spec.to_json()})
-    tmp.replace(path)
-    return path
+    # torch.export.save insists on a .pt2 name: the temporary is written under one, inside atomic_write's
+    return atomic_write(path, lambda tmp: _save_as_pt2(program, spec, tmp))
+
+
+def _save_as_pt2(program: ExportedProgram, spec: DeploySpec, tmp: Path) -> None:
+    """``torch.export.save`` into ``tmp`` (through a ``.pt2``-named sibling, renamed to ``tmp``)."""
+    named = tmp.with_name(tmp.name + ".pt2")
+    try:
+        torch.export.save(program, str(named), extra_files={SPEC_FILE: spec.to_json()})
+        named.replace(tmp)
+    finally:
+        named.unlink(missing_ok=True)
+
+
+#: The option that lets ``msad predict`` load a ``.pt2`` archive (see :func:`check_archive`).
+TRUST_OPTION = "--trust-pt2"
+
+
+def check_archive(path: str | Path, *, trust: bool) -> str:
+    """Read a ``.pt2`` archive's layout and msad spec as plain zip data, and refuse to go further untrusted.
+
+    ``torch.export.load`` is not a data reader: it unpickles the archive's sample inputs (falling back to a full,
+    unrestricted unpickle when the restricted one fails), unpickles any payload marked as pickled, evaluates the
+    graph's symbolic shape expressions with sympy (``eval``) and calls whatever ``torch.*`` function the graph
+    names. A crafted archive therefore runs any code it holds; only ``trust`` lets it be loaded. This function
+    itself only reads the zip directory and one JSON member.
+
+    Returns:
+        The spec's JSON text.
+
+    Raises:
+        ExportError: the file is not a zip archive (e.g. truncated), or holds no msad spec.
+        UsageError: ``trust`` is false.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            specs = [name for name in archive.namelist() if name.endswith(f"/extra/{SPEC_FILE}")]
+            text = archive.read(specs[0]).decode("utf-8") if len(specs) == 1 else ""
+            if not text:
+                raise ExportError(f"{path}: a torch.export archive without msad metadata; export it with `msad export`")
+            if not trust:
+                raise UsageError(
+                    f"{path}: a .pt2 archive is not data: loading it unpickles parts of it and evaluates code-like "
+                    f"expressions, so a crafted file runs any code it holds; pass {TRUST_OPTION} only for a file you "
+                    f"exported or trust, or run the .onnx file or the .safetensors weights (data only)"
+                )
+            pickled = _unrestricted_pickles(archive)
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, UnicodeDecodeError, ValueError) as err:
+        raise ExportError(f"{path}: truncated or corrupt .pt2 archive ({type(err).__name__}: {err})") from None
+    if pickled:
+        raise ExportError(
+            f"{path}: refused even with {TRUST_OPTION}: {pickled[0]} would be unpickled without restriction "
+            f"(`msad export` never writes such a member)"
+        )
+    return text
+
+
+def _unrestricted_pickles(archive: zipfile.ZipFile) -> list[str]:
+    """Members ``torch.export.load`` would unpickle without ``weights_only``: pickled payloads, script or opaque
+    objects, legacy ``.pt`` members, and sample inputs that torch's restricted unpickler refuses (torch then
+    falls back to a full unpickle)."""
+    found = []
+    for name in archive.namelist():
+        if "/data/sample_inputs/" in name:
+            try:
+                torch.load(io.BytesIO(archive.read(name)), weights_only=True)
+            except Exception:  # noqa: BLE001 - whatever the restricted unpickler refuses
+                found.append(name)
+        elif name.endswith(".pt"):
+            found.append(name)
+        elif name.endswith("_config.json") and ("/data/weights/" in name or "/data/constants/" in name):
+            found += _pickled_payloads(name, json.loads(archive.read(name)))
+    return found
+
+
+def _pickled_payloads(name: str, config: object) -> list[str]:
+    """The entries of a weights/constants payload config that are not plain tensor bytes."""
+    entries = config.get("config") if isinstance(config, dict) else None
+    if not isinstance(entries, dict):
+        return [name]
+    return [
+        f"{name}: {key}" for key, entry in entries.items()
+        if not isinstance(entry, dict) or entry.get("use_pickle") is not False
+        or not str(entry.get("path_name", "")).startswith(("weight_", "tensor_"))
+    ]
+
+
+@contextlib.contextmanager
+def _quiet_torch_export() -> Iterator[None]:
+    """Silence torch's export loggers (their warnings print the tracebacks of a bad archive before msad's line)."""
+    loggers = [logging.getLogger(name) for name in ("torch.export", "torch._export")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 class ProgramBackend:
@@ -78,17 +187,18 @@ class ProgramBackend:
     Args:
         path: the ``.pt2`` file.
         device: where to run it.
+        trust: load it although loading a ``.pt2`` archive can run code (see :func:`check_archive`);
+            without it the archive is refused.
     """
 
-    def __init__(self, path: str | Path, *, device: torch.device | str = "cpu") -> None:
-        extra = {SPEC_FILE: ""}
+    def __init__(self, path: str | Path, *, device: torch.device | str = "cpu", trust: bool = False) -> None:
+        spec = check_archive(path, trust=trust)
         try:
-            program = torch.export.load(str(path), extra_files=extra)
+            with _quiet_torch_export():
+                program = torch.export.load(str(path))
         except Exception as err:  # noqa: BLE001 - torch raises several types for a bad archive
             raise ExportError(f"{path}: not a loadable torch.export archive ({' '.join(str(err).split())[:200]})") from None
-        if not extra[SPEC_FILE]:
-            raise ExportError(f"{path}: a torch.export archive without msad metadata; export it with `msad export`")
-        self.spec = DeploySpec.from_json(extra[SPEC_FILE])
+        self.spec = DeploySpec.from_json(spec)
         self.device = torch.device(device)
         self.module = program.module().to(self.device)
 

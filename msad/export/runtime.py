@@ -25,8 +25,12 @@ __all__ = ["RUNTIMES", "ExportedDetector", "open_backend"]
 RUNTIMES = {".onnx": "onnx", ".pt2": "torch.export"}
 
 
-def open_backend(path: str | Path, *, device: str = "cpu", threads: int | None = None):
-    """The backend of an exported file, chosen by its suffix (``.onnx`` or ``.pt2``)."""
+def open_backend(path: str | Path, *, device: str = "cpu", threads: int | None = None, trust_pt2: bool = False):
+    """The backend of an exported file, chosen by its suffix (``.onnx`` or ``.pt2``).
+
+    A ``.pt2`` archive is loaded only with ``trust_pt2`` (loading one can run code it holds:
+    :func:`msad.export.program.check_archive`); an ``.onnx`` file is data.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such exported model: {path}")
@@ -39,7 +43,7 @@ def open_backend(path: str | Path, *, device: str = "cpu", threads: int | None =
     if path.suffix == ".pt2":
         from msad.export.program import ProgramBackend
 
-        return ProgramBackend(path, device="cpu" if device == "auto" else device)
+        return ProgramBackend(path, device="cpu" if device == "auto" else device, trust=trust_pt2)
     raise ExportError(f"{path}: not an exported model (expected a .onnx or .pt2 file from `msad export`)")
 
 
@@ -51,11 +55,15 @@ class ExportedDetector:
         score_threshold: drop detections scoring below this.
         device: ``cpu`` (ONNX Runtime runs on the CPU), or a torch device for a ``.pt2`` program.
         threads: ONNX Runtime intra-op threads (``None``: its default).
+        trust_pt2: load a ``.pt2`` archive although that can run code it holds (refused without it).
     """
 
-    def __init__(self, path: str | Path, *, score_threshold: float = 0.3, device: str = "cpu", threads: int | None = None) -> None:
+    def __init__(
+        self, path: str | Path, *, score_threshold: float = 0.3, device: str = "cpu", threads: int | None = None,
+        trust_pt2: bool = False,
+    ) -> None:
         self.path = Path(path)
-        self.backend = open_backend(self.path, device=device, threads=threads)
+        self.backend = open_backend(self.path, device=device, threads=threads, trust_pt2=trust_pt2)
         self.spec: DeploySpec = self.backend.spec
         self.score_threshold = score_threshold
 

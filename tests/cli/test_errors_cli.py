@@ -81,3 +81,103 @@ def test_a_failing_rank_of_gpus_2_prints_its_own_one_line(synth_dataset: Path, t
     line = fails(argv, capsys, 1, "cannot read image", "not a recognised image file")
     assert len(line) < 300
     assert not (tmp_path / "run").exists()
+
+
+# --- issue 23: no output lands on an input of the same command, on another output, or outside its folder ---
+
+def _copy(src: Path, dst: Path) -> Path:
+    dst.write_bytes(Path(src).read_bytes())
+    return dst
+
+
+def test_eval_results_or_json_onto_the_weights_is_refused_and_the_weights_kept(
+    trained_baseline, tiny_recipe_file: Path, tmp_path: Path, capsys
+) -> None:
+    weights = _copy(trained_baseline.weights, tmp_path / "w.safetensors")
+    before = weights.read_bytes()
+    for option in ("--results", "--json"):
+        fails(["eval", tiny_recipe_file, "-w", weights, option, weights], capsys, 2,
+              f"{option} {weights} would overwrite the input --weights")
+    assert weights.read_bytes() == before
+
+
+def test_eval_results_onto_the_annotations_is_refused(trained_baseline, tiny_recipe_file: Path, tmp_path: Path, capsys) -> None:
+    import json as _json
+
+    from msad.config import load_recipe
+
+    annotations = _copy(load_recipe(tiny_recipe_file).data.val_annotations, tmp_path / "val.json")
+    before = annotations.read_bytes()
+    argv = ["eval", tiny_recipe_file, "-w", trained_baseline.weights, "--set", f"data.val_annotations={_json.dumps(str(annotations))}"]
+    fails([*argv, "--results", annotations], capsys, 2, "would overwrite the input data.val_annotations")
+    fails([*argv, "--results", tmp_path / "r.json", "--json", tmp_path / "r.json"], capsys, 2, "are the same file")
+    fails([*argv, "--json", tiny_recipe_file], capsys, 2, "would overwrite the input the recipe")
+    assert annotations.read_bytes() == before and not (tmp_path / "r.json").exists()
+
+
+def test_compare_json_onto_a_weights_file_is_refused_before_evaluating(trained_baseline, tmp_path: Path, capsys) -> None:
+    a = _copy(trained_baseline.weights, tmp_path / "a.safetensors")
+    before = a.read_bytes()
+    fails(["compare", trained_baseline.weights, a, "--json", a], capsys, 2, f"--json {a} would overwrite the input")
+    assert a.read_bytes() == before
+
+
+def test_export_onto_its_own_input_is_refused(trained_baseline, tmp_path: Path, capsys) -> None:
+    weights = _copy(trained_baseline.weights, tmp_path / "w.onnx")  # a weights file named .onnx
+    before = weights.read_bytes()
+    fails(["export", weights, weights], capsys, 2, "would overwrite the input weights")
+    assert weights.read_bytes() == before
+
+
+def test_predict_never_writes_through_a_link_out_of_its_output(
+    trained_baseline, synth_dataset: Path, tmp_path: Path, capsys
+) -> None:
+    images, out, elsewhere = tmp_path / "images", tmp_path / "out", tmp_path / "elsewhere"
+    src = sorted((synth_dataset / "val").iterdir())
+    for name, source in (("d1/a.png", src[0]), ("d2/b.png", src[1])):
+        (images / name).parent.mkdir(parents=True, exist_ok=True)
+        _copy(source, images / name)
+    elsewhere.mkdir()
+    (elsewhere / "a.png").write_bytes(b"the user's own file")
+    out.mkdir()
+    os.symlink(elsewhere, out / "d1")
+    fails(["predict", images / "d1", images / "d2", "-w", trained_baseline.weights, "-o", out, "--device", "cpu"],
+          capsys, 2, "outside the output folder", "d1")
+    assert (elsewhere / "a.png").read_bytes() == b"the user's own file" and not (out / "predictions.json").exists()
+
+
+def test_predict_never_writes_over_its_weights(trained_baseline, synth_dataset: Path, tmp_path: Path, capsys) -> None:
+    src = sorted((synth_dataset / "val").iterdir())[0]
+    image = _copy(src, tmp_path / "a.png")
+    weights = _copy(trained_baseline.weights, tmp_path / "predictions.json")  # weights named like the results file
+    fails(["predict", image, "-w", weights, "-o", tmp_path, "--force", "--runtime", "torch"], capsys, 2,
+          "would overwrite the input --weights")
+
+
+def test_data_synth_never_writes_through_a_link_out_of_its_folder(tmp_path: Path, capsys) -> None:
+    root, elsewhere = tmp_path / "data", tmp_path / "elsewhere"
+    root.mkdir()
+    elsewhere.mkdir()
+    os.symlink(elsewhere, root / "annotations")
+    fails(["data", "synth", root, "--train", "1", "--val", "1", "--force"], capsys, 2, "outside the output folder")
+    assert not list(elsewhere.iterdir()) and not (root / "train").exists()
+
+
+def test_a_second_training_into_a_running_directory_is_refused_and_the_first_finishes(
+    tiny_recipe_file: Path, tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from msad.engine.trainer import Trainer
+
+    out, refusals = tmp_path / "run", []
+    step = Trainer.run_step
+
+    def run_step(self, iteration, batch):  # the second run starts while the first trains
+        if iteration == 2 and not refusals:
+            refusals.append(fails(["train", tiny_recipe_file, "-o", out, *SHORT], capsys, 1, f"{out} is in use by another msad run"))
+        return step(self, iteration, batch)
+
+    monkeypatch.setattr(Trainer, "run_step", run_step)
+    code, stdout, err = run(["train", tiny_recipe_file, "-o", out, *SHORT], capsys)
+    assert code == 0, err
+    assert refusals and stdout.count("weights:") == 1 and (out / "last.safetensors").is_file()
+    assert not (out / ".msad-run.lock").exists()
