@@ -14,6 +14,7 @@ import contextlib
 import io
 import json
 import logging
+import re
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -126,14 +127,11 @@ def check_archive(path: str | Path, *, trust: bool) -> str:
                     f"expressions, so a crafted file runs any code it holds; pass {TRUST_OPTION} only for a file you "
                     f"exported or trust, or run the .onnx file or the .safetensors weights (data only)"
                 )
-            pickled = _unrestricted_pickles(archive)
+            pickled = _unrestricted_pickles(archive) or _unsafe_graph(archive)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, UnicodeDecodeError, ValueError) as err:
         raise ExportError(f"{path}: truncated or corrupt .pt2 archive ({type(err).__name__}: {err})") from None
     if pickled:
-        raise ExportError(
-            f"{path}: refused even with {TRUST_OPTION}: {pickled[0]} would be unpickled without restriction "
-            f"(`msad export` never writes such a member)"
-        )
+        raise ExportError(f"{path}: refused even with {TRUST_OPTION}: {pickled[0]} (`msad export` never writes that)")
     return text
 
 
@@ -152,7 +150,59 @@ def _unrestricted_pickles(archive: zipfile.ZipFile) -> list[str]:
             found.append(name)
         elif name.endswith("_config.json") and ("/data/weights/" in name or "/data/constants/" in name):
             found += _pickled_payloads(name, json.loads(archive.read(name)))
+    return [f"{name} would be unpickled without restriction" for name in found]
+
+
+#: What the graph of an msad export may call (``torch.export``'s deserializer resolves any ``torch.*`` name).
+_TARGET = re.compile(r"torch\.ops\.aten\.\w+\.\w+|_operator\.(getitem|add|sub|mul|floordiv|truediv|neg)")
+#: Names a symbolic shape expression may use (``sympy.sympify`` evaluates the text as Python).
+_SYMPY_NAMES = frozenset({
+    "Add", "Mul", "Pow", "Max", "Min", "Integer", "Float", "Rational", "Symbol", "True", "False", "integer",
+    "positive", "precision", "Eq", "Ne", "Lt", "Le", "Gt", "Ge", "And", "Or", "Not", "FloorDiv", "ModularIndexing",
+    "Where", "PythonMod", "Mod", "CleanDiv", "CeilToInt", "FloorToInt", "CeilDiv", "PowByNatural", "FloatPow",
+    "FloatTrueDiv", "IntTrueDiv", "TruncToFloat", "TruncToInt", "RoundToInt", "RoundDecimal", "ToFloat", "Identity",
+})
+_EXPR_TOKEN = re.compile(r"\s+|'[\w.+-]*'|\d+(\.\d+)?(e[+-]?\d+)?|[()\[\],=+*/<>!&|~-]|(?P<name>[A-Za-z_]\w*)")
+
+
+def _unsafe_graph(archive: zipfile.ZipFile) -> list[str]:
+    """What in the archive's graph JSON would run code when deserialized or called: an operator outside ATen
+    (and a few arithmetic ones), or a shape expression that is not plain sympy arithmetic."""
+    found: list[str] = []
+    for name in archive.namelist():
+        if "/models/" in name and name.endswith(".json"):
+            _check_graph(json.loads(archive.read(name)), found)
     return found
+
+
+def _check_graph(node: object, found: list[str]) -> None:
+    """Walk the graph JSON, collecting what it may not hold (see :func:`_unsafe_graph`)."""
+    if isinstance(node, list):
+        for item in node:
+            _check_graph(item, found)
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            if key == "nodes" and isinstance(value, list):
+                found += [f"the graph calls {n.get('target')!r}" for n in value
+                          if isinstance(n, dict) and not _TARGET.fullmatch(str(n.get("target")))]
+            if key == "expr_str" and not _plain_expression(value):
+                found.append(f"the shape expression {str(value)[:60]!r} is not plain arithmetic")
+            _check_graph(value, found)
+
+
+def _plain_expression(text: object) -> bool:
+    """Whether ``text`` is sympy arithmetic over known names (no attribute access, no other names, no calls to
+    anything but the sympy constructors in ``_SYMPY_NAMES``)."""
+    if not isinstance(text, str):
+        return False
+    at = 0
+    while at < len(text):
+        token = _EXPR_TOKEN.match(text, at)
+        if token is None or (token["name"] is not None and token["name"] not in _SYMPY_NAMES
+                             and not re.fullmatch(r"[a-z]+\d+", token["name"])):
+            return False
+        at = token.end()
+    return True
 
 
 def _pickled_payloads(name: str, config: object) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import os
 import pickle
@@ -17,7 +18,7 @@ from PIL import Image
 from msad.cli.main import main
 from msad.errors import UsageError
 from msad.export import ExportError, ExportedDetector
-from msad.export.program import SPEC_FILE, ProgramBackend, save_program
+from msad.export.program import SPEC_FILE, ProgramBackend, check_archive, save_program
 
 class _Payload:
     """Unpickling it creates the marker file (what an attacker's ``os.system`` would do)."""
@@ -38,7 +39,8 @@ class _Tiny(torch.nn.Module):
 def archive(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real ``torch.export`` archive carrying an (empty) msad spec, as a ``.pt2`` file."""
     path = tmp_path_factory.mktemp("pt2") / "model.pt2"
-    program = torch.export.export(_Tiny(), (torch.zeros(1, 3),))
+    batch = torch.export.Dim("batch", min=2, max=8)  # a dynamic size gives the graph symbolic shape expressions
+    program = torch.export.export(_Tiny(), (torch.zeros(2, 3),), dynamic_shapes={"x": {0: batch}})
     torch.export.save(program, str(path), extra_files={SPEC_FILE: "{}"})
     return path
 
@@ -65,6 +67,46 @@ def test_a_payload_archive_runs_nothing(archive: Path, tmp_path: Path) -> None:
     assert not marker.exists()
 
 
+def _with_graph(archive: Path, out: Path, edit) -> Path:
+    """``archive`` with ``edit(graph JSON)`` applied to its graph."""
+    with zipfile.ZipFile(archive) as src, zipfile.ZipFile(out, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info.filename)
+            if info.filename.endswith("/models/model.json"):
+                graph = json.loads(data)
+                edit(graph)
+                data = json.dumps(graph).encode()
+            dst.writestr(info, data)
+    return out
+
+
+def _first(tree: object, key: str) -> dict:
+    """The first dict in ``tree`` that has ``key``."""
+    stack = [tree]
+    while stack:
+        item = stack.pop(0)
+        if isinstance(item, dict):
+            if key in item:
+                return item
+            stack += item.values()
+        elif isinstance(item, list):
+            stack += item
+    raise AssertionError(f"no {key!r} in the graph")
+
+
+def test_a_trusted_archive_still_never_evaluates_code_in_its_graph(archive: Path, tmp_path: Path) -> None:
+    marker = tmp_path / "PWNED"
+    payload = f"__import__('os').system('touch {marker}')"
+    expression = _with_graph(archive, tmp_path / "expr.pt2", lambda g: _first(g, "expr_str").update(expr_str=payload))
+    with pytest.raises(ExportError, match="refused even with --trust-pt2: the shape expression .* is not plain"):
+        ProgramBackend(expression, trust=True)  # torch would hand the text to sympy.sympify, i.e. eval
+    target = _with_graph(archive, tmp_path / "target.pt2", lambda g: _first(g, "target").update(target="torch.os.system"))
+    with pytest.raises(ExportError, match="the graph calls 'torch.os.system'"):
+        ProgramBackend(target, trust=True)
+    assert not marker.exists()
+    assert check_archive(archive, trust=True) == "{}"  # the untouched archive passes
+
+
 def test_cli_predict_refuses_a_pt2_archive_in_one_line(archive: Path, tmp_path: Path, capsys) -> None:
     marker = tmp_path / "PWNED"
     evil = _with_payload(archive, tmp_path / "evil.pt2", marker)
@@ -82,10 +124,11 @@ def test_a_truncated_archive_is_one_line_without_torchs_traceback(archive: Path,
     Image.new("RGB", (32, 32)).save(tmp_path / "a.png")
     cut = tmp_path / "cut.pt2"
     cut.write_bytes(archive.read_bytes()[: archive.stat().st_size // 2])
-    corrupt = tmp_path / "corrupt.pt2"  # a sound zip whose graph is not JSON: torch itself fails on it
+    corrupt = tmp_path / "corrupt.pt2"  # a sound zip that lacks a member: torch itself fails on it, and logs why
     with zipfile.ZipFile(archive) as src, zipfile.ZipFile(corrupt, "w") as dst:
         for info in src.infolist():
-            dst.writestr(info, b"{not json" if info.filename.endswith("/models/model.json") else src.read(info.filename))
+            if "/data/sample_inputs/" not in info.filename:
+                dst.writestr(info, src.read(info.filename))
     records: list[logging.LogRecord] = []
     handler = logging.Handler()
     handler.emit = records.append  # type: ignore[method-assign]
