@@ -1,6 +1,7 @@
-"""Start-up time of the ``msad`` command: median wall time of ``msad --help`` and ``msad --version``.
+"""Start-up time of the ``msad`` command: median wall time of ``msad --help``, ``msad --version`` and, with
+``--all``, of the commands that only read metadata: ``msad plugins`` and ``msad recipe show recipes/tiny.toml``.
 
-    python benchmarks/cli_startup.py --runs 7
+    python benchmarks/cli_startup.py --runs 7 [--all]
 
 Each run is a fresh process (``.venv/bin/msad`` beside the interpreter, else ``msad`` on the PATH); the first
 run of each command is discarded (cold file cache).
@@ -40,11 +41,17 @@ def time_command(argv: list[str], runs: int) -> list[float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=7, help="timed runs per command")
+    parser.add_argument("--all", action="store_true", help="also time `msad plugins` and `msad recipe show`")
     args = parser.parse_args()
     exe = msad_executable()
-    for flag in ("--help", "--version"):
-        seconds = time_command([exe, flag], args.runs)
-        print(f"msad {flag}: median {statistics.median(seconds):.2f} s over {args.runs} runs "
+    commands = [["--help"], ["--version"]]
+    if args.all:
+        recipe = str(Path(__file__).resolve().parents[1] / "recipes" / "tiny.toml")
+        commands += [["plugins"], ["recipe", "show", recipe]]
+    for command in commands:
+        seconds = time_command([exe, *command], args.runs)
+        shown = " ".join(command).replace(str(Path(__file__).resolve().parents[1]) + "/", "")
+        print(f"msad {shown}: median {statistics.median(seconds):.2f} s over {args.runs} runs "
               f"(min {min(seconds):.2f}, max {max(seconds):.2f})")
 
 

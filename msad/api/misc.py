@@ -43,6 +43,7 @@ def synth_data(
     return generate_synthetic_coco(root, train=train, val=val, seed=seed, image_size=image_size, profile=profile)
 
 
-def plugins() -> list[PluginInfo]:
-    """Every plugin of every group with its distribution, version and load status (never raises)."""
-    return list_plugins()
+def plugins(*, check: bool = True) -> list[PluginInfo]:
+    """Every plugin of every group with its distribution, version and load status (never raises); with
+    ``check=False`` from the entry points' metadata only (nothing imported, status ``installed``)."""
+    return list_plugins(load=check)

@@ -9,6 +9,7 @@ from msad.plugins.registry import (
     builder_options,
     get_builder,
     list_plugins,
+    plugin_options,
     validate_options,
 )
 
@@ -21,5 +22,6 @@ __all__ = [
     "builder_options",
     "get_builder",
     "list_plugins",
+    "plugin_options",
     "validate_options",
 ]

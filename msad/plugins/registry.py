@@ -2,7 +2,8 @@
 
 Built-ins register through msad's own entry points (``pyproject.toml``), exactly like third-party plugins.
 Nothing is imported until it is asked for: :func:`get_builder` loads one entry point, :func:`list_plugins`
-loads each in isolation and reports failures instead of raising them, so a broken plugin never breaks the CLI.
+reads the entry points' metadata (and, asked to check them, loads each in isolation and reports failures instead
+of raising them), so a broken plugin never breaks the CLI and listing plugins never imports torch or timm.
 
 ``MSAD_PLUGINS``, when set, is a comma-separated allow-list of third-party *distribution* names; msad's
 built-ins always load, and ``MSAD_PLUGINS=""`` means built-ins only.
@@ -37,6 +38,7 @@ __all__ = [
     "available",
     "list_plugins",
     "builder_options",
+    "plugin_options",
     "validate_options",
 ]
 
@@ -85,7 +87,8 @@ class PluginInfo:
         value: entry-point target, ``module:attribute``.
         distribution: distribution providing it (``msad`` for built-ins, ``"?"`` if unknown).
         version: that distribution's version (``""`` if unknown).
-        status: ``"ok"``, ``"error: <one line>"`` or ``"disabled (MSAD_PLUGINS)"``.
+        status: ``"ok"``, ``"error: <one line>"`` or ``"disabled (MSAD_PLUGINS)"``; ``"installed"`` when it was
+            listed without importing it (``list_plugins(load=False)``).
     """
 
     group: str
@@ -249,11 +252,13 @@ def _unknown_message(noun: str, name: str, names: list[str]) -> str:
     return message + (f" (did you mean '{hint}'?)" if hint else "")
 
 
-def list_plugins(groups: tuple[str, ...] | None = None) -> list[PluginInfo]:
+def list_plugins(groups: tuple[str, ...] | None = None, *, load: bool = True) -> list[PluginInfo]:
     """Every registered plugin with its load status; each is loaded in isolation and failures are reported.
 
     Args:
         groups: groups to list (default: all of :data:`GROUPS`), in that order; plugins sorted by name.
+        load: import each enabled plugin to report whether it loads; ``False`` reads only the entry points'
+            metadata (nothing imported) and reports an enabled plugin as ``"installed"``.
     """
     rows: list[PluginInfo] = []
     for group in groups or tuple(GROUPS):
@@ -263,6 +268,8 @@ def list_plugins(groups: tuple[str, ...] | None = None) -> list[PluginInfo]:
                 status = "disabled (MSAD_PLUGINS)"
             elif entry.state.startswith("duplicate:"):
                 status = f"error: duplicate name, also provided by {entry.state.split(':', 1)[1]}"
+            elif not load:
+                status = "installed"
             else:
                 builder, reason = _try_load(entry)
                 status = "ok" if builder is not None else f"error: {reason}"
@@ -300,6 +307,18 @@ def builder_options(
     return options
 
 
+def plugin_options(group: str, name: str) -> dict[str, tuple[Any, Any]]:
+    """The recipe options of plugin ``name`` of ``group``: ``{option: (annotation, default or ...)}`` from its
+    builder's signature, without the framework arguments and private (``_``) parameters — what
+    :func:`validate_options` checks a recipe's table against. Imports that plugin only.
+
+    Raises:
+        PluginError: unknown group or name, or the plugin fails to load.
+    """
+    options = builder_options(get_builder(group, name), framework_args=FRAMEWORK_ARGS[group])
+    return {key: value for key, value in options.items() if not key.startswith("_")}
+
+
 def validate_options(group: str, name: str, options: Mapping[str, Any], *, path: str) -> dict[str, Any]:
     """Validate recipe ``options`` for plugin ``name`` of ``group`` against its builder's typed kwargs.
 
@@ -324,16 +343,11 @@ def validate_options(group: str, name: str, options: Mapping[str, Any], *, path:
             get_builder(group, name)  # disabled plugins get their own message
         except PluginError as exc:
             raise RecipeError(f"{path}.name: {exc}") from None
-    builder = get_builder(group, name)
     framework = FRAMEWORK_ARGS[group]
     for key in options:
         if key in framework:
             raise RecipeError(f"{path}.{key}: '{key}' is supplied by msad and cannot be set in a recipe")
-    fields = {
-        key: (annotation, default)
-        for key, (annotation, default) in builder_options(builder, framework_args=framework).items()
-        if not key.startswith("_")
-    }
+    fields = plugin_options(group, name)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # field names shadowing BaseModel attributes
         model = create_model(  # type: ignore[call-overload]

@@ -117,7 +117,7 @@ def test_recipe_validate(tiny_recipe_file: Path, capsys: pytest.CaptureFixture[s
 
 
 def test_plugins_lists_the_builtins_as_ok(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(["plugins", "--json"], capsys)
+    code, out, _ = run(["plugins", "--check", "--json"], capsys)
     assert code == 0
     status = {info["name"]: info["status"] for info in json.loads(out)}
     for name in ("slimmable_resnet", "fpn", "fcos", "msad_l1", "mse", "cwd"):

@@ -12,10 +12,10 @@ from msad.errors import CheckpointError, DataError, RecipeError, UsageError
 def _plugins_raise(monkeypatch: pytest.MonkeyPatch, error: BaseException) -> None:
     """Make the ``msad plugins`` command fail inside msad with ``error``."""
 
-    def fail():
+    def fail(*args, **kwargs):
         raise error
 
-    monkeypatch.setattr("msad.api.plugins", fail)
+    monkeypatch.setattr("msad.plugins.list_plugins", fail)
 
 
 def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:

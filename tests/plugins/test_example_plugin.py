@@ -90,7 +90,7 @@ def _ok(done: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[s
 
 
 def _plugin_rows(site: Path, plugins: str | None = None) -> dict[str, dict]:
-    rows = json.loads(_ok(run_msad(["plugins", "--json"], site=site, plugins=plugins)).stdout)
+    rows = json.loads(_ok(run_msad(["plugins", "--check", "--json"], site=site, plugins=plugins)).stdout)
     return {row["name"]: row for row in rows if row["distribution"] == DIST}
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from importlib.metadata import EntryPoint
 from types import SimpleNamespace
 
@@ -11,7 +12,7 @@ from msad.errors import MsadError, PluginError, RecipeError, UsageError
 from msad.models.fcos_head import build_fcos_head
 from msad.models.fpn import build_fpn
 from msad.plugins import registry
-from msad.plugins import FRAMEWORK_ARGS, builder_options, get_builder, list_plugins, validate_options
+from msad.plugins import FRAMEWORK_ARGS, builder_options, get_builder, list_plugins, plugin_options, validate_options
 
 BUILTINS = [
     ("msad.backbones", "slimmable_resnet"),
@@ -182,3 +183,23 @@ def test_source_tree_builtins_are_the_declared_entry_points() -> None:
     pyproject = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text(encoding="utf-8"))
     declared = {group: dict(eps) for group, eps in pyproject["project"]["entry-points"].items() if group in registry.GROUPS}
     assert registry._FALLBACK_BUILTINS == declared
+
+
+def test_listing_from_metadata_imports_no_plugin(extra_plugins, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "probe_plugin_xyz.py").write_text("raise RuntimeError('imported')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    extra_plugins(_ep("probe", "probe_plugin_xyz:build", "msad.necks", dist="probe-dist"))
+    row = _row(list_plugins(load=False), "msad.necks", "probe")
+    assert row.status == "installed" and row.distribution == "probe-dist"
+    assert "probe_plugin_xyz" not in sys.modules
+    assert _row(list_plugins(), "msad.necks", "probe").status == "error: RuntimeError: imported"  # load=True checks
+
+
+def test_plugin_options_are_what_validation_checks() -> None:
+    options = plugin_options("msad.necks", "fpn")
+    assert "in_features" not in options and "levels" not in options  # framework arguments
+    assert options == {k: v for k, v in builder_options(build_fpn, framework_args=FRAMEWORK_ARGS["msad.necks"]).items()
+                       if not k.startswith("_")}
+    some = next(iter(options))
+    with pytest.raises(RecipeError, match=f"model.neck.{some}x"):
+        validate_options("msad.necks", "fpn", {f"{some}x": 1}, path="model.neck")
