@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -56,18 +57,25 @@ def _install_by_hand(source: Path, site: Path) -> None:
 def plugin_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A directory holding the installed example package (to put on ``PYTHONPATH``)."""
     work = tmp_path_factory.mktemp("example_plugin")
-    source = work / "src"  # build from a copy so that build/ and *.egg-info never land in the repository
-    shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
     site = work / "site"
     if importlib.util.find_spec("setuptools") is None:
-        _install_by_hand(source, site)
+        _install_by_hand(EXAMPLE, site)
         return site
     cmd = [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation", "--no-index",
-           "--no-cache-dir", "--disable-pip-version-check", "--quiet", "--target", str(site), str(source)]
-    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+           "--no-cache-dir", "--disable-pip-version-check", "--target", str(site), str(EXAMPLE)]
+    before = _untracked(EXAMPLE)
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=work)
     assert done.returncode == 0, f"pip install failed:\n{done.stdout}\n{done.stderr}"
     assert (site / "msad_plugin_example" / "backbone.py").is_file()
+    # installed straight from the repository: quietly (no setuptools deprecation), leaving no build/ or *.egg-info
+    assert "deprecat" not in (done.stdout + done.stderr).lower(), done.stderr
+    assert _untracked(EXAMPLE) == before
     return site
+
+
+def _untracked(folder: Path) -> set[str]:
+    """Files under ``folder`` other than caches (a build would add ``build/…`` and ``*.egg-info/…``)."""
+    return {str(p.relative_to(folder)) for p in folder.rglob("*") if "__pycache__" not in p.parts}
 
 
 def run_msad(args: list[str], *, site: Path, cwd: Path | None = None, plugins: str | None = None,
@@ -176,12 +184,13 @@ def test_teacher_then_distill_end_to_end(plugin_site: Path, tmp_path: Path) -> N
     _ok(run_msad(["data", "synth", data, "--train", "8", "--val", "4", "--height", "128", "--width", "160"],
                  site=plugin_site))
     sets = _overrides(data)
-    teacher_dir, student_dir = tmp_path / "teacher", tmp_path / "student"
-    _ok(run_msad(["teacher", EXAMPLE_RECIPE, *sets, "-o", teacher_dir], site=plugin_site, cwd=tmp_path))
-    teacher_weights = teacher_dir / "last.safetensors"
-    assert teacher_weights.is_file()
-    _ok(run_msad(["distill", EXAMPLE_RECIPE, *sets, "-o", student_dir, "--teacher", teacher_weights],
-                 site=plugin_site, cwd=tmp_path))
+    # the commands of the README, run where it says (paths relative to the current folder, no --output)
+    (documented,) = re.findall(r"--teacher (\S+)", (EXAMPLE / "README.md").read_text(encoding="utf-8"))
+    _ok(run_msad(["teacher", EXAMPLE_RECIPE, *sets], site=plugin_site, cwd=tmp_path))
+    teacher_weights = tmp_path / documented
+    assert teacher_weights.is_file(), sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*.safetensors"))
+    _ok(run_msad(["distill", EXAMPLE_RECIPE, *sets, "--teacher", documented], site=plugin_site, cwd=tmp_path))
+    student_dir = teacher_weights.parent.parent / "student"
 
     records = [json.loads(line) for line in (student_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
     train = [r for r in records if r.get("type") == "train"]
