@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import torch
 import torch.distributed as dist
 from torch import Tensor
 
@@ -18,6 +19,8 @@ __all__ = [
     "get_world_size",
     "is_main_process",
     "all_reduce_mean",
+    "all_reduce_max",
+    "broadcast_buffers",
     "all_gather_object",
     "broadcast_object",
     "barrier",
@@ -51,6 +54,22 @@ def all_reduce_mean(tensor: Tensor) -> Tensor:
     out = tensor.detach().clone()
     dist.all_reduce(out, op=dist.ReduceOp.SUM)
     return out / get_world_size()
+
+
+def all_reduce_max(tensor: Tensor) -> Tensor:
+    """The element-wise maximum of ``tensor`` over ranks (a new tensor; the input is left as it is)."""
+    out = tensor.detach().clone()
+    if get_world_size() > 1:
+        dist.all_reduce(out, op=dist.ReduceOp.MAX)
+    return out
+
+
+def broadcast_buffers(module: torch.nn.Module, src: int = 0) -> None:
+    """Overwrite every buffer of ``module`` (BatchNorm running statistics…) with rank ``src``'s, in place."""
+    if get_world_size() == 1:
+        return
+    for buffer in module.buffers():
+        dist.broadcast(buffer, src=src)
 
 
 def all_gather_object(obj: Any) -> list[Any]:

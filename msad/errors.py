@@ -12,6 +12,8 @@ __all__ = [
     "ResourceError",
     "CheckpointError",
     "Interrupted",
+    "Preempted",
+    "Terminated",
     "MissingDependencyError",
 ]
 
@@ -72,6 +74,33 @@ class Interrupted(MsadError):
     """The user stopped the command (Ctrl-C); the message says where the last checkpoint is."""
 
     exit_code = 130
+
+
+class Preempted(Interrupted):
+    """A signal (SIGTERM, SIGUSR1: a scheduler's preemption notice) stopped training at a step boundary, after
+    every rank agreed and a checkpoint was written; resume with ``--resume``.
+
+    The exit status is 128 + the signal number (143 for SIGTERM, 138 for SIGUSR1), as a shell reports a process
+    that the signal ended.
+    """
+
+    def __init__(self, message: str, signum: int = 15) -> None:
+        super().__init__(message)
+        self.signum = signum
+        self.exit_code = 128 + signum
+
+
+class Terminated(KeyboardInterrupt):
+    """Raised by the CLI's SIGTERM/SIGUSR1 handler: unwinds the command like Ctrl-C, carrying the signal.
+
+    :func:`msad.api._situations.user_situations` turns it into an :class:`Interrupted` line naming the last
+    checkpoint, with exit status 128 + the signal number.
+    """
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum
+        self.exit_code = 128 + signum
 
 
 class MissingDependencyError(MsadError):

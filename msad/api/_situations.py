@@ -1,4 +1,4 @@
-"""The user's situations, told as such: Ctrl-C, a full disk and exhausted memory become one-line msad errors.
+"""The user's situations, told as such: Ctrl-C or SIGTERM, a full disk and exhausted memory become one-line msad errors.
 
 These are not msad bugs: the message says what happened and what to do, and (for training) where the last
 checkpoint is. Used around every training and evaluation launch, so errors from spawned ranks are covered too.
@@ -10,6 +10,7 @@ import contextlib
 import errno
 import json
 import shlex
+import signal
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -58,9 +59,14 @@ def user_situations(what: str, *, output: Path | None = None) -> Iterator[None]:
     """
     try:
         yield
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as err:
         where = "" if output is None else "; " + last_checkpoint(output)
-        raise Interrupted(f"{what} interrupted{where}") from None
+        signum = getattr(err, "signum", None)  # msad.errors.Terminated: SIGTERM or SIGUSR1
+        if signum is None:
+            raise Interrupted(f"{what} interrupted{where}") from None
+        stopped = Interrupted(f"{what} stopped by {signal.Signals(signum).name}{where}")
+        stopped.exit_code = 128 + signum
+        raise stopped from None
     except OSError as err:
         place = f" ({err.filename})" if err.filename else ""
         where = "" if output is None else "; " + last_checkpoint(output)

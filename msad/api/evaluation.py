@@ -77,7 +77,7 @@ def evaluate(
     detailed = per_class or results_out is not None
     with user_situations("evaluation"):
         metrics = launch(_detailed_eval_worker if detailed else _eval_worker, num_procs=gpus, args=(job,),
-                         device=recipe.run.device) or {}
+                         device=recipe.run.device, timeout_minutes=recipe.run.dist_timeout_minutes) or {}
     extra = {}
     if detailed:
         metrics, extra = metrics["metrics"], {"per_class": metrics["per_class"]} if per_class else {}

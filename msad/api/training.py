@@ -28,6 +28,7 @@ from msad.data import build_train_loader
 from msad.api._situations import user_situations
 from msad.api.run_directory import check_run_directory, check_run_outputs, check_trainable
 from msad.engine import Trainer, launch, resolve_device, seed_everything
+from msad.engine.distributed import launched_rank, restart_count
 from msad.run_lock import hold_run_directory
 from msad.comm import get_rank, get_world_size
 from msad.errors import CheckpointError, UsageError
@@ -46,11 +47,13 @@ class TrainResult:
         output: the run directory.
         weights: ``last.safetensors`` of the run.
         metrics: the final evaluation metrics (COCO AP… on a 0–100 scale).
+        rank: the rank of this process (under ``torchrun`` every rank returns one; only rank 0's is reported).
     """
 
     output: Path
     weights: Path
     metrics: dict[str, float] = field(default_factory=dict)
+    rank: int = 0
 
 
 @dataclass(frozen=True)
@@ -64,23 +67,30 @@ class _Job:
     teacher: str | None
 
 
-def train(recipe: Recipe, *, gpus: int = 1, output: str | Path | None = None, resume: bool = False, force: bool = False) -> TrainResult:
-    """Train the single-resolution FCOS baseline (``data.scale`` 0.5 gives the low-resolution baseline)."""
-    return _run(recipe, "baseline", gpus=gpus, output=output, resume=resume, force=force)
+def train(recipe: Recipe, *, gpus: int = 1, output: str | Path | None = None, resume: bool = False, force: bool = False,
+          max_restarts: int = 0) -> TrainResult:
+    """Train the single-resolution FCOS baseline (``data.scale`` 0.5 gives the low-resolution baseline).
+
+    ``max_restarts``: how many times a group whose rank failed is restarted; it resumes from the last checkpoint.
+    """
+    return _run(recipe, "baseline", gpus=gpus, output=output, resume=resume, force=force, max_restarts=max_restarts)
 
 
-def train_teacher(recipe: Recipe, *, gpus: int = 1, output: str | Path | None = None, resume: bool = False, force: bool = False) -> TrainResult:
-    """Train the aligned multi-scale teacher with C-FF (MSAD stage 1)."""
-    return _run(recipe, "teacher", gpus=gpus, output=output, resume=resume, force=force)
+def train_teacher(recipe: Recipe, *, gpus: int = 1, output: str | Path | None = None, resume: bool = False,
+                  force: bool = False, max_restarts: int = 0) -> TrainResult:
+    """Train the aligned multi-scale teacher with C-FF (MSAD stage 1); ``max_restarts`` as for :func:`train`."""
+    return _run(recipe, "teacher", gpus=gpus, output=output, resume=resume, force=force, max_restarts=max_restarts)
 
 
 def distill(
     recipe: Recipe, *, teacher: str | Path, gpus: int = 1, output: str | Path | None = None, resume: bool = False,
-    force: bool = False,
+    force: bool = False, max_restarts: int = 0,
 ) -> TrainResult:
-    """Distil the low-resolution student from a trained teacher's weights (MSAD stage 2)."""
+    """Distil the low-resolution student from a trained teacher's weights (MSAD stage 2); ``max_restarts`` as
+    for :func:`train`."""
     check_compatible(read_checkpoint(teacher, role="teacher"), recipe)  # fail fast, before any process starts
-    return _run(recipe, "student", gpus=gpus, output=output, resume=resume, force=force, teacher=str(teacher))
+    return _run(recipe, "student", gpus=gpus, output=output, resume=resume, force=force, teacher=str(teacher),
+                max_restarts=max_restarts)
 
 
 def _warn_unfinished_ramp(recipe: Recipe) -> None:
@@ -112,18 +122,26 @@ def _check_teacher_kept(teacher: str | Path, out: Path) -> None:
         )
 
 
-def _run(recipe: Recipe, role: str, *, gpus: int, output: str | Path | None, resume: bool, force: bool, teacher: str | None = None) -> TrainResult:
+def _run(recipe: Recipe, role: str, *, gpus: int, output: str | Path | None, resume: bool, force: bool,
+         teacher: str | None = None, max_restarts: int = 0) -> TrainResult:
     out = stage_output(recipe, role, output)
     if teacher is not None:
         _check_teacher_kept(teacher, out)
     recipe = recipe.model_copy(update={"run": recipe.run.model_copy(update={"output": str(out)})})
     check_frozen_backbone(recipe, role)
+    if restart_count():  # a rank torchrun restarted: it continues its run (the engine decides from the directory)
+        resume, force = True, False
     check_run_directory(recipe, role, out, resume=resume, force=force)
     check_run_outputs(recipe, out, teacher=teacher)
+    if max_restarts and launched_rank() == 0 and "TORCHELASTIC_RUN_ID" in os.environ:
+        print("--max-restarts is ignored under torchrun: pass it to torchrun (torchrun --max-restarts N …)", flush=True)
     job = _Job(recipe.model_dump(mode="json"), role, resume, force, teacher)
-    with hold_run_directory(out), user_situations("training", output=out):  # one run per directory, until it ends
-        metrics = launch(_train_worker, num_procs=gpus, args=(job,), device=recipe.run.device) or {}
-    return TrainResult(out, out / "last.safetensors", metrics)
+    # one run per directory, until it ends: the lock is held here, by the launching process, so that it outlives the
+    # ranks' restarts under the elastic agent (under torchrun: by rank 0's process, restarted with it)
+    with hold_run_directory(out), user_situations("training", output=out):
+        metrics = launch(_train_worker, num_procs=gpus, args=(job,), device=recipe.run.device,
+                         max_restarts=max_restarts, timeout_minutes=recipe.run.dist_timeout_minutes) or {}
+    return TrainResult(out, out / "last.safetensors", metrics, rank=launched_rank())
 
 
 def _train_worker(job: _Job) -> dict[str, float]:

@@ -33,6 +33,11 @@ GpusOpt = Annotated[int, typer.Option("--gpus", min=1, help="Local ranks to laun
 OutputOpt = Annotated[Optional[Path], typer.Option("--output", "-o", help="Run directory (default: {run.output}/baseline, /teacher or /student: one per stage).")]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue the run saved in the output directory.")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Start over in an output directory that holds a run.")]
+RestartsOpt = Annotated[int, typer.Option(
+    "--max-restarts", min=0,
+    help="Restart the ranks up to N times after one fails; the run resumes from its last checkpoint "
+         "(under torchrun, use torchrun's own --max-restarts).",
+)]
 
 
 def _recipe(path: Path, sets: list[str] | None) -> Recipe:
@@ -60,30 +65,36 @@ def rows_table(title: str, rows: dict[str, dict[str, Any]], *, row_label: str | 
 
 
 def _report(result: api.TrainResult) -> None:
+    if result.rank != 0:  # under torchrun every rank returns; rank 0 reports
+        return
     if result.metrics:
         _out.print(metrics_table(f"final evaluation — {result.output}", result.metrics))
     _out.print(f"weights: {result.weights}")
 
 
 def train(recipe: RecipeArg, set_: SetOpt = None, gpus: GpusOpt = 1, output: OutputOpt = None,
-          resume: ResumeOpt = False, force: ForceOpt = False) -> None:
+          resume: ResumeOpt = False, force: ForceOpt = False, max_restarts: RestartsOpt = 0) -> None:
     """Train the single-resolution FCOS baseline ([bold]--set data.scale=0.5[/] for the low-resolution one)."""
-    _report(api.train(_recipe(recipe, set_), gpus=gpus, output=output, resume=resume, force=force))
+    _report(api.train(_recipe(recipe, set_), gpus=gpus, output=output, resume=resume, force=force,
+                      max_restarts=max_restarts))
 
 
 def teacher(recipe: RecipeArg, set_: SetOpt = None, gpus: GpusOpt = 1, output: OutputOpt = None,
-            resume: ResumeOpt = False, force: ForceOpt = False) -> None:
+            resume: ResumeOpt = False, force: ForceOpt = False, max_restarts: RestartsOpt = 0) -> None:
     """Train the aligned multi-scale teacher with crossing feature-level fusion (MSAD stage 1)."""
-    _report(api.train_teacher(_recipe(recipe, set_), gpus=gpus, output=output, resume=resume, force=force))
+    _report(api.train_teacher(_recipe(recipe, set_), gpus=gpus, output=output, resume=resume, force=force,
+                              max_restarts=max_restarts))
 
 
 def distill(
     recipe: RecipeArg,
     teacher: Annotated[Path, typer.Option("--teacher", "-t", help="Teacher weights (.safetensors).", show_default=False)],
     set_: SetOpt = None, gpus: GpusOpt = 1, output: OutputOpt = None, resume: ResumeOpt = False, force: ForceOpt = False,
+    max_restarts: RestartsOpt = 0,
 ) -> None:
     """Distill the low-resolution student from a frozen teacher (MSAD stage 2)."""
-    result = api.distill(_recipe(recipe, set_), teacher=teacher, gpus=gpus, output=output, resume=resume, force=force)
+    result = api.distill(_recipe(recipe, set_), teacher=teacher, gpus=gpus, output=output, resume=resume, force=force,
+                         max_restarts=max_restarts)
     _report(result)
 
 

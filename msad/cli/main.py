@@ -1,12 +1,15 @@
 """The ``msad`` command: a Typer app whose commands are thin shells over :mod:`msad.api`.
 
 Errors a user can fix are printed as one line on stderr with a non-zero exit code and no traceback
-(``msad --debug …`` shows it): 1 runtime failure, 2 usage, 3 invalid recipe.
+(``msad --debug …`` shows it): 1 runtime failure, 2 usage, 3 invalid recipe, 130 Ctrl-C, 128 + N a signal N
+(143 SIGTERM, 138 SIGUSR1: training checkpoints first, see :mod:`msad.engine.preemption`).
 """
 
 from __future__ import annotations
 
+import signal
 import sys
+from types import FrameType
 from typing import Annotated
 
 import typer
@@ -15,6 +18,7 @@ import msad
 from msad.cli import commands, compare, deploy, tools
 from msad.cli.app import App
 from msad.cli.errors import exit_code, one_line
+from msad.errors import Terminated
 
 __all__ = ["app", "main"]
 
@@ -53,10 +57,14 @@ deploy.register(app)
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the app and turn known errors into one line and an exit code."""
     args = sys.argv[1:] if argv is None else list(argv)
+    _stop_on_signals()
     try:
         app(args=args, prog_name="msad", standalone_mode=True)
     except SystemExit:
         raise
+    except Terminated as err:
+        typer.echo(f"msad: stopped by {signal.Signals(err.signum).name}", err=True)
+        sys.exit(err.exit_code)
     except KeyboardInterrupt:
         typer.echo("msad: interrupted", err=True)
         sys.exit(130)
@@ -65,6 +73,18 @@ def main(argv: list[str] | None = None) -> None:
             raise
         typer.echo(f"msad: error: {one_line(err)}", err=True)
         sys.exit(exit_code(err))
+
+
+def _stop_on_signals() -> None:
+    """SIGTERM (docker stop, a scheduler) and SIGUSR1 unwind the command like Ctrl-C (:class:`Terminated`), so it
+    ends with one line naming the last checkpoint and exit status 128 + the signal; training installs its own
+    handlers meanwhile, which checkpoint at the next step boundary first."""
+    for sig in (signal.SIGTERM, signal.SIGUSR1):
+        signal.signal(sig, _raise_terminated)
+
+
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    raise Terminated(signum)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -160,6 +160,12 @@ class RunRecipe(BaseModel):
     device: DeviceChoice = "auto"
     tensorboard: bool = False  # also TensorBoard events in output/tensorboard (pip install 'msad[tensorboard]')
     compile: bool = False  # torch.compile the trained model's forward (evaluation and checkpoints stay eager)
+    # also write last.safetensors + the training state when this many minutes passed since the last checkpoint
+    # (decided on rank 0 at a log boundary, so every rank agrees); 0 turns it off
+    checkpoint_minutes: NonNegativeFloat = 30.0
+    # the process group's timeout: a collective that waits longer (a hung or lost rank) fails the run, which
+    # --max-restarts (or torchrun's) may then restart from the last checkpoint
+    dist_timeout_minutes: PositiveFloat = 30.0
 
     @field_validator("best_metric", mode="before")
     @classmethod

@@ -17,7 +17,7 @@ from pathlib import Path
 from msad.engine.training_state import STATE_JSON, has_training_state
 from msad.errors import RunStateError
 
-__all__ = ["RunExistsError", "decide_output", "forget_failed_start", "remove_stale_temporaries"]
+__all__ = ["RunExistsError", "decide_output", "forget_failed_start", "remove_stale_temporaries", "restart_starts_over"]
 
 
 class RunExistsError(RunStateError, FileExistsError):
@@ -64,6 +64,22 @@ def decide_output(
     if resume:
         say(f"nothing to resume in {out}; starting a fresh run")
     return False, None, created
+
+
+def restart_starts_over(out: Path, recipe_json: str | None) -> bool:
+    """Whether a restarted group should start its run over in ``out`` rather than resume it.
+
+    True only when the failed attempt left nothing of value: no training state, no weights, and a ``recipe.json``
+    that is absent or this run's own (``recipe_json``, byte for byte). Anything else is resumed, or refused by
+    :func:`decide_output` and the recipe checks like any ``--resume``.
+    """
+    if has_training_state(out) or any(out.glob("*.safetensors")):
+        return False
+    saved = out / "recipe.json"
+    try:
+        return not saved.exists() or (recipe_json is not None and saved.read_text(encoding="utf-8") == recipe_json)
+    except OSError:
+        return False
 
 
 def forget_failed_start(directory: Path, written: Iterable[str], *, created: bool) -> None:

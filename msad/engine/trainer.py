@@ -6,7 +6,10 @@ all-reduce) and reach the host every ``log_period`` iterations and before any ch
 non-finite one stops the run (naming its iteration) before anything more is written: no collective and no host
 synchronisation per step beyond DDP's own gradient all-reduce.
 Around it, :meth:`Trainer.fit` evaluates every ``eval_period`` iterations and at the end, checkpoints every
-``checkpoint_period`` iterations and at the end, and logs to ``metrics.jsonl`` and the progress display.
+``checkpoint_period`` iterations, every ``checkpoint_minutes`` and at the end, and logs to ``metrics.jsonl`` and
+the progress display. SIGTERM/SIGUSR1 stop every rank at the same flush boundary after a checkpoint
+(:mod:`msad.engine.preemption`); a group restarted by the elastic agent (``TORCHELASTIC_RESTART_COUNT`` > 0)
+resumes its own run by itself.
 
 AMP: ``bf16`` autocasts on CUDA and on the CPU; ``fp16`` needs CUDA (it is refused on the CPU, where fp16
 autocast is slow and poorly supported) and uses a GradScaler whose state is part of the training state.
@@ -32,11 +35,14 @@ from msad.engine import distributed as du
 from msad.engine.contract import LoaderFactory, TrainingDiverged, TrainTask
 from msad.engine.ema import ModelEMA
 from msad.engine.metrics import MetricsWriter, Progress, environment_info, read_metrics
-from msad.engine.output_dir import RunExistsError, decide_output, forget_failed_start, remove_stale_temporaries
+from msad.engine.output_dir import (
+    RunExistsError, decide_output, forget_failed_start, remove_stale_temporaries, restart_starts_over,
+)
+from msad.engine.preemption import CheckpointClock, StopSignals, agree, signal_name
 from msad.engine.schedule import LRSchedule, build_optimizer
 from msad.engine.settings import RunSettings, SolverSettings
 from msad.engine.tensorboard import TensorBoardWriter, require_tensorboard
-from msad.errors import RecipeError
+from msad.errors import Preempted, RecipeError
 from msad.engine.training_state import (
     capture_rng_state,
     load_training_state,
@@ -110,6 +116,8 @@ class Trainer:
         self._iterations_done = 0
         self._written: list[str] = []  # files this start wrote, removed again if it fails before training
         self.tensorboard: TensorBoardWriter | None = None
+        self._signals = StopSignals()
+        self._clock = CheckpointClock(run.checkpoint_minutes)
 
     # ------------------------------------------------------------------ setup
     def setup(self) -> None:
@@ -141,7 +149,14 @@ class Trainer:
         self.ddp_model: nn.Module = model
         if self.world_size > 1:
             device_ids = [self.device.index] if self.device.type == "cuda" else None
-            self.ddp_model = DistributedDataParallel(model, device_ids=device_ids, find_unused_parameters=False)
+            # forward_sync_buffers=False (the old broadcast_buffers=False): with SyncBatchNorm the running statistics are already the same on every rank
+            # (redundant); with per-GPU BatchNorm, broadcasting rank 0's at every forward would overwrite the
+            # per-rank statistics per-GPU BN means to keep. Nothing in training reads them (train-mode BN uses batch
+            # statistics); the saved weights are rank 0's, and evaluate() gives every rank rank 0's buffers first.
+            self.ddp_model = DistributedDataParallel(
+                model, device_ids=device_ids, find_unused_parameters=False, forward_sync_buffers=False,
+                gradient_as_bucket_view=True,
+            )
         if self.run.compile:  # the training forward only: eval_model() and the saved weights stay the eager module
             self.ddp_model = torch.compile(self.ddp_model)
         self.resuming = resuming
@@ -186,10 +201,18 @@ class Trainer:
         return resuming
 
     def _output_decision(self) -> tuple[bool, str | None]:
-        """``(resuming, error message)`` for the output directory."""
-        resuming, error, self._created_output = decide_output(
-            self.output, resume=self.resume, force=self.force, say=self._say
-        )
+        """``(resuming, error message)`` for the output directory.
+
+        A group the elastic agent restarted continues its own run: it resumes (never forces), or starts over when
+        the failed attempt died before its first checkpoint and left nothing of value (see
+        :func:`restart_starts_over`).
+        """
+        resume, force = self.resume, self.force
+        restart = du.restart_count()
+        if restart:
+            resume, force = True, restart_starts_over(self.output, self.files.get("recipe.json"))
+            self._say(f"restart {restart} of at most {du.max_restarts()} after a failed rank: continuing {self.output}")
+        resuming, error, self._created_output = decide_output(self.output, resume=resume, force=force, say=self._say)
         return resuming, error
 
     def _restore(self) -> None:
@@ -212,12 +235,13 @@ class Trainer:
     def fit(self) -> dict[str, float]:
         """Train to ``solver.iters`` and return the final evaluation metrics (rank 0's, on every rank)."""
         try:
-            self.setup()
-            if self.start_iter >= self.solver.iters:
-                self.evaluate(self.start_iter)
-            else:
-                self._train()
-            du.barrier()
+            with self._signals:
+                self.setup()
+                if self.start_iter >= self.solver.iters:
+                    self.evaluate(self.start_iter)
+                else:
+                    self._train()
+                du.barrier()
         except BaseException:
             self._forget_failed_start()
             raise
@@ -266,11 +290,21 @@ class Trainer:
                 self.progress.update(done, means)
                 self._window_warnings(done, rows)
                 window, rows, count, window_start = {}, [], 0, time.perf_counter()
+            stop, due = agree(self._signals.received, self.rank == 0 and self._clock.due(), device=self.device)
             # checkpoint first: an evaluation that fails never costs the weights or the resumable state
-            if to_checkpoint:
+            if to_checkpoint or due or stop:
                 self.checkpoint(done)
+            if stop:
+                raise self._preempted(stop, done)
             if to_evaluate:
                 self.evaluate(done)
+
+    def _preempted(self, signum: int, done: int) -> Preempted:
+        """The error that ends a run stopped by ``signum`` after its checkpoint at ``done`` (the same on every rank)."""
+        return Preempted(
+            f"training stopped by {signal_name(signum)} at iteration {done}/{self.solver.iters}: checkpoint "
+            f"{self.output / 'last.safetensors'} written; continue with the same command and --resume", signum,
+        )
 
     def run_step(self, iteration: int, batch: Any) -> StepResult:
         """One optimisation step without a host synchronisation.
@@ -335,6 +369,7 @@ class Trainer:
     def evaluate(self, done: int) -> dict[str, float]:
         """Evaluate on every rank, keep rank 0's metrics, update the best checkpoint."""
         model = self.eval_model()
+        du.broadcast_buffers(model)  # per-GPU BN statistics: every shard is evaluated with rank 0's, the saved ones
         was_training = model.training
         model.eval()
         with torch.no_grad(), self.progress.paused():  # the evaluation shows its own progress
@@ -359,6 +394,7 @@ class Trainer:
     def checkpoint(self, done: int) -> None:
         """Write ``model_{done}`` (periodic), ``last`` and the training state; every rank must call it (RNG)."""
         rng = du.all_gather_object(capture_rng_state())
+        self._clock.reset()
         if self.rank != 0:
             return
         weights, metadata = self.eval_model().state_dict(), self._metadata(done)

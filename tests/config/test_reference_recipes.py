@@ -57,6 +57,7 @@ def test_width_recipe_matches_the_reference(name: str) -> None:
         assert (s.momentum, s.weight_decay, s.weight_decay_norm, s.weight_decay_bias) == (0.9, 1e-4, 0.0, None)
         assert (s.gamma, s.warmup_iters, s.warmup_factor, s.clip_grad_norm, s.amp, s.ema_decay) == (0.1, 500, 0.001, 0.0, "off", 0.0)
     assert recipe.run.eval_period == 0
+    assert (recipe.run.checkpoint_period, recipe.run.checkpoint_minutes, recipe.run.dist_timeout_minutes) == (5000, 30.0, 30.0)
 
 
 def test_every_paper_recipe_points_to_the_reference_table() -> None:

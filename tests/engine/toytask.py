@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import itertools
 import math
+import os
+import signal
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -45,7 +47,8 @@ class ToyTask:
     """Linear regression with an optional random per-sample weighting (exercises the RNG), NaN, crash and sleep."""
 
     def __init__(self, *, noise: float = 0.0, nan_at: int | None = None, sleep: float = 0.0,
-                 crash_at: int | None = None) -> None:
+                 crash_at: int | None = None, kill_at: int | None = None, marker: str | None = None,
+                 signal_at: tuple[int, int, int] | None = None) -> None:
         generator = torch.Generator().manual_seed(1234)
         self.model = nn.Linear(IN_FEATURES, 1)
         with torch.no_grad():
@@ -53,6 +56,7 @@ class ToyTask:
             self.model.bias.zero_()
         self.frozen: dict[str, nn.Module] = {}
         self.noise, self.nan_at, self.sleep, self.crash_at = noise, nan_at, sleep, crash_at
+        self.kill_at, self.marker, self.signal_at = kill_at, marker, signal_at
 
     def losses(self, model: nn.Module, batch: ToyBatch, iteration: int) -> dict[str, Tensor]:
         """Weighted MSE plus a small L2 term."""
@@ -60,6 +64,11 @@ class ToyTask:
             time.sleep(self.sleep)
         if iteration == self.crash_at:
             raise SimulatedCrash(f"simulated crash at iteration {iteration}")
+        if iteration == self.kill_at and get_rank() == 1 and not Path(self.marker).exists():
+            Path(self.marker).touch()  # once: the restarted group must not be killed again
+            os.kill(os.getpid(), signal.SIGKILL)
+        if self.signal_at is not None and (iteration, get_rank()) == self.signal_at[:2]:
+            os.kill(os.getpid(), self.signal_at[2])  # a scheduler's preemption notice, to this rank only
         weights = 1 + self.noise * torch.rand(batch.x.shape[0], 1) if self.noise else 1.0
         mse = ((model(batch.x) - batch.y) ** 2 * weights).mean()
         if iteration == self.nan_at:
@@ -109,22 +118,26 @@ def make_loader(seed: int, global_batch: int):
 
 
 def settings(output: Path, *, iters: int = 12, ema: float = 0.0, checkpoint_period: int = 4, eval_period: int = 4,
-             batch: int = 8) -> tuple[SolverSettings, RunSettings]:
+             batch: int = 8, checkpoint_minutes: float = 0.0) -> tuple[SolverSettings, RunSettings]:
     """Solver and run settings for the toy runs (warm-up, a step, clipping, weight decay)."""
     solver = SolverSettings(batch_size=batch, lr=0.05, momentum=0.9, weight_decay=1e-3, weight_decay_norm=0.0,
                             weight_decay_bias=None, iters=iters, steps=(iters * 2 // 3,), gamma=0.1, warmup_iters=3,
                             warmup_factor=0.1, clip_grad_norm=5.0, amp="off", ema_decay=ema)
     run = RunSettings(output=output, seed=7, eval_period=eval_period, checkpoint_period=checkpoint_period,
                       keep_checkpoints=2, log_period=2, best_metric="AP", sync_bn=False, device="cpu", tensorboard=False,
-                      compile=False)
+                      compile=False, checkpoint_minutes=checkpoint_minutes)
     return solver, run
 
 
 def train(output: str, iters: int, ema: float, noise: float, sleep: float, checkpoint_period: int,
-          resume: bool = False) -> dict[str, Tensor]:
-    """Train the toy task; return the trained (and EMA) weights. Module-level so spawned ranks can run it."""
-    task = ToyTask(noise=noise, sleep=sleep)
-    solver, run = settings(Path(output), iters=iters, ema=ema, checkpoint_period=checkpoint_period)
+          resume: bool = False, faults: dict | None = None, checkpoint_minutes: float = 0.0) -> dict[str, Tensor]:
+    """Train the toy task; return the trained (and EMA) weights. Module-level so spawned ranks can run it.
+
+    ``faults``: :class:`ToyTask` keywords that break the run (``crash_at``, ``kill_at`` + ``marker``, ``signal_at``).
+    """
+    task = ToyTask(noise=noise, sleep=sleep, **(faults or {}))
+    solver, run = settings(Path(output), iters=iters, ema=ema, checkpoint_period=checkpoint_period,
+                           checkpoint_minutes=checkpoint_minutes)
     trainer = Trainer(task, solver=solver, run=run, make_train_loader=make_loader(3, solver.batch_size),
                       resume=resume, echo=lambda _: None)
     metrics = trainer.fit()
