@@ -93,6 +93,8 @@ class RunSettings:
             eager module); off unless asked for.
         checkpoint_minutes: also write ``last.safetensors`` and the training state at the first log boundary after
             this many minutes without a checkpoint (rank 0's clock, agreed by all ranks); ``0`` turns it off.
+        dist_timeout_minutes: the process group's timeout (:func:`msad.engine.launch`'s ``timeout_minutes``): a
+            collective that waits longer for a hung or lost rank fails the run (which a restart may then resume).
     """
 
     output: Path
@@ -107,12 +109,14 @@ class RunSettings:
     tensorboard: bool
     compile: bool
     checkpoint_minutes: float
+    dist_timeout_minutes: float
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "output", Path(self.output))
         for name in ("eval_period", "checkpoint_period", "keep_checkpoints"):
             _check(getattr(self, name) >= 0, f"run.{name} must be >= 0, got {getattr(self, name)}")
         _check(self.checkpoint_minutes >= 0, f"run.checkpoint_minutes must be >= 0, got {self.checkpoint_minutes}")
+        _check(self.dist_timeout_minutes > 0, f"run.dist_timeout_minutes must be positive, got {self.dist_timeout_minutes}")
         _check(self.log_period > 0, f"run.log_period must be positive, got {self.log_period}")
         _check(self.device in ("auto", "cpu", "cuda"), f"run.device must be auto, cpu or cuda, got {self.device!r}")
 

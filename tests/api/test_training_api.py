@@ -134,3 +134,17 @@ def test_a_batch_the_ranks_cannot_share_is_a_usage_error(tiny_recipe: Recipe, mo
         training._check_batch_split(tiny_recipe, "teacher")
     monkeypatch.setattr(training, "get_world_size", lambda: 2)
     training._check_batch_split(tiny_recipe, "teacher")  # 4 images over 2 ranks: fine
+
+
+def test_a_restarted_rank_refuses_a_directory_holding_another_run(tiny_recipe: Recipe, tmp_path: Path, monkeypatch) -> None:
+    """Under torchrun a restarted rank resumes by itself (issue 22), but never another recipe's run."""
+    from msad.errors import RunStateError
+
+    out = tmp_path / "run"
+    out.mkdir()
+    other = tiny_recipe.model_copy(update={"solver": tiny_recipe.solver.model_copy(update={"lr": 0.5})})
+    (out / "recipe.json").write_text(json.dumps(other.model_dump(mode="json")), encoding="utf-8")
+    (out / "state.json").write_text("{}", encoding="utf-8")
+    monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")  # what torchrun sets in a restarted rank
+    with pytest.raises(RunStateError, match=r"cannot resume .* differs from the run's in solver\.lr"):
+        api.train(tiny_recipe, output=out)

@@ -125,7 +125,8 @@ def settings(output: Path, *, iters: int = 12, ema: float = 0.0, checkpoint_peri
                             warmup_factor=0.1, clip_grad_norm=5.0, amp="off", ema_decay=ema)
     run = RunSettings(output=output, seed=7, eval_period=eval_period, checkpoint_period=checkpoint_period,
                       keep_checkpoints=2, log_period=2, best_metric="AP", sync_bn=False, device="cpu", tensorboard=False,
-                      compile=False, checkpoint_minutes=checkpoint_minutes)
+                      compile=False, checkpoint_minutes=checkpoint_minutes,
+                      dist_timeout_minutes=30.0)
     return solver, run
 
 
