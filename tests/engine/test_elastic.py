@@ -36,7 +36,7 @@ def test_a_restart_never_forces_over_a_run_that_checkpointed(tmp_path, monkeypat
     with pytest.raises(toytask.SimulatedCrash):
         toytask.train(out, *ARGS, faults={"crash_at": 6})
     monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")
-    from msad.engine import RunSettings, SolverSettings, Trainer  # noqa: F401 - the trainer's own flags
+    from msad.engine import Trainer
 
     solver, run = toytask.settings(tmp_path / "run")
     trainer = Trainer(toytask.ToyTask(), solver=solver, run=run, make_train_loader=toytask.make_loader(3, 8),
