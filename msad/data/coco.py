@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import io
 import json
 import logging
@@ -98,6 +100,19 @@ def _validate_entries(data: dict[str, Any], path: Path) -> None:
         ann.setdefault("iscrowd", 0)
 
 
+def _return_free_memory() -> None:
+    """Ask glibc's allocator to hand free heap pages back to the OS (``malloc_trim(0)``); no-op elsewhere.
+
+    Parsing an annotation file allocates many small objects; once they are freed their pages stay in the process
+    (10× the compact table on a COCO-sized file) until trimmed.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
 def _quiet_coco(data: dict[str, Any]) -> COCO:
     """A pycocotools ``COCO`` index over ``data`` built without its stdout chatter."""
     coco = COCO()
@@ -170,6 +185,7 @@ class CocoDetection(torch.utils.data.Dataset):
         self._table = ImageTable.from_coco(data["images"], data["annotations"], self._label_of)
         self._coco: COCO | None = None if train else _quiet_coco(data)
         del data
+        _return_free_memory()  # the parsed JSON's pages, now free, go back to the OS instead of staying resident
         self._bad: set[int] = self._missing_images(on_bad_image) if check_files else set()
 
     @property
