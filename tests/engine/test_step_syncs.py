@@ -1,6 +1,6 @@
 """A training step reads no tensor value back to the host (on a GPU each read would stall the CPU).
 
-Counted on the CPU by patching every Python-level way a value reaches the host (``.item()``, ``.tolist()``,
+Counted on the CPU by patching every Python-level way a value reaches the host (``.item()``, ``.tolist()``, ``.cpu()``,
 ``bool(t)``, ``float(t)``, ``int(t)``, ``.numpy()``, data-dependent shapes such as ``nonzero()`` or a boolean
 mask index) and every tensor made from Python data (``torch.tensor``, ``new_tensor``: a host-to-device copy on a
 GPU), over :meth:`Trainer.run_step` of the baseline, the teacher and the student as ``msad`` builds them, with
@@ -28,7 +28,7 @@ from msad.structures import Batch, Target
 
 #: Tensor methods that hand a value (or a value-dependent shape) to the host, and ones that build a tensor from
 #: host data; all of them synchronise with a CUDA device.
-_TENSOR_READS = ("item", "tolist", "numpy", "__bool__", "__float__", "__int__", "__index__", "nonzero", "new_tensor",
+_TENSOR_READS = ("item", "tolist", "numpy", "cpu", "__bool__", "__float__", "__int__", "__index__", "nonzero", "new_tensor",
                  "masked_select", "unique")
 _TORCH_READS = ("tensor", "as_tensor", "nonzero", "masked_select", "unique")
 
