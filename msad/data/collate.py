@@ -86,7 +86,10 @@ def collate(
     std = torch.tensor(pixel_std, dtype=torch.float32).view(3, 1, 1)
     images = torch.zeros(len(present), 3, height, width, dtype=torch.float32 if normalize else torch.uint8)
     for out, (img, _, _), (h, w) in zip(images, present, sizes, strict=True):
-        out[:, :h, :w] = (img.float() - mean) / std if normalize else img
+        region = out[:, :h, :w]
+        region.copy_(img)  # any layout (torchvision's decoders give channels-last strides), converted in one pass
+        if normalize:
+            region.sub_(mean).div_(std)  # in place: the same values as (img.float() - mean) / std
     deferred = {} if normalize else {"pixel_mean": tuple(map(float, pixel_mean)), "pixel_std": tuple(map(float, pixel_std))}
     return Batch(
         images=images,

@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from typing import Protocol
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from msad.structures import Target
@@ -76,8 +75,8 @@ class ResizeShortestEdge:
         max_size: cap on the long side (before ``scale``).
         scale: extra resolution factor applied after the resize, e.g. ``0.5`` for a low-resolution baseline.
 
-    The image is resized bilinearly (antialiased) in float and rounded back to ``uint8``; boxes are scaled by
-    the exact per-axis factors ``new_w / w`` and ``new_h / h``.
+    The ``uint8`` image is resized bilinearly (antialiased) by :func:`resize_image`; boxes are scaled by the
+    exact per-axis factors ``new_w / w`` and ``new_h / h``.
     """
 
     def __init__(self, short_sizes: Sequence[int], max_size: int, *, scale: float = 1.0) -> None:
@@ -110,11 +109,15 @@ class ResizeShortestEdge:
 
 
 def resize_image(image: Tensor, height: int, width: int) -> Tensor:
-    """Bilinear, antialiased resize of a ``uint8`` image ``[3, H, W]`` to ``[3, height, width]``."""
-    resized = F.interpolate(
-        image[None].float(), size=(height, width), mode="bilinear", align_corners=False, antialias=True
-    )[0]
-    return resized.round_().clamp_(0, 255).to(torch.uint8)
+    """Bilinear, antialiased resize of a ``uint8`` image ``[3, H, W]`` to ``[3, height, width]``.
+
+    torchvision's ``v2.functional.resize`` works on the ``uint8`` pixels directly on the CPU (no float round
+    trip; its values are within one level of resizing in float and rounding). The result may have
+    channels-last strides (as torchvision's decoders give): call ``.contiguous()`` where a layout matters.
+    """
+    from torchvision.transforms.v2.functional import resize  # imported on first use: it takes seconds
+
+    return resize(image, [height, width], antialias=True)
 
 
 class RandomHorizontalFlip:

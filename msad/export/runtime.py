@@ -98,7 +98,7 @@ class ExportedDetector:
             image = resize_image(image, *size) if size != (height, width) else image
         d = self.spec.size_divisibility
         pad_h, pad_w = -size[0] % d, -size[1] % d
-        x = image.float()[None]
+        x = image.float()[None].contiguous()  # read_image / resize_image may give channels-last strides
         if pad_h or pad_w:
             mean = torch.tensor(self.spec.pixel_mean).view(1, 3, 1, 1)
             x = F.pad(x - mean, (0, pad_w, 0, pad_h)) + mean

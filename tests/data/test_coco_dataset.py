@@ -7,11 +7,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from msad.data.coco import CocoDetection, DatasetError, check_category_compat
+from msad.data import transforms as transforms_module
 from msad.data.transforms import build_transforms
 
 CATEGORIES = [{"id": 7, "name": "triangle"}, {"id": 1, "name": "circle"}, {"id": 3, "name": "square"}]
@@ -192,3 +194,41 @@ def test_synthetic_dataset_through_worker_loader(tmp_path: Path) -> None:
     assert batch.images.shape[0] == 2 and batch.images.shape[-1] % 32 == 0
     assert all(t.boxes.shape[0] > 0 for t in batch.targets)
     assert all(max(s) <= 24 for s in batch.image_sizes)  # short side <= 48 * 0.5
+
+
+def test_items_agree_with_the_pil_and_float_resize_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The torchvision item (decode + uint8 resize) against msad's former path (PIL decode + float resize).
+
+    Decoding is bit-exact (both libjpeg-turbo, same settings); the uint8 antialiased resize is within one
+    level of the float one. Shapes, boxes and meta are identical, so training sees the same geometry.
+    """
+    rng = torch.Generator().manual_seed(0)
+    images = [_image(1, 64, 48) | {"file_name": "1.jpg"}, _image(2, 48, 64) | {"file_name": "2.jpg"}]
+    (tmp_path / "img").mkdir()
+    for img in images:
+        pixels = torch.randint(0, 256, (img["height"], img["width"], 3), generator=rng, dtype=torch.uint8)
+        Image.fromarray(pixels.numpy()).resize((img["width"] // 4, img["height"] // 4)).resize(
+            (img["width"], img["height"]), Image.BILINEAR).save(tmp_path / "img" / img["file_name"], quality=90)
+    anns = [_ann(1, 1, 1, [3.5, 4.25, 20, 10]), _ann(2, 2, 3, [10, 1, 30.5, 50])]
+    transforms = build_transforms(train=True, short_sizes=[32, 40, 80], max_size=100, scale=0.5)
+    ds = CocoDetection(tmp_path / "img", _write(tmp_path, images, anns), transforms=transforms, train=True)
+    items = {(index, seed): ds[(index, seed)] for index in range(2) for seed in range(4)}
+    monkeypatch.setattr(transforms_module, "resize_image", _float_resize)
+    for (index, seed), (image, target, meta) in items.items():
+        reference = _former_item(ds, index, seed, transforms)
+        assert image.shape == reference[0].shape and meta["size"] == tuple(reference[0].shape[-2:])
+        assert int((image.int() - reference[0].int()).abs().max()) <= 1
+        assert torch.equal(target.boxes, reference[1].boxes) and torch.equal(target.labels, reference[1].labels)
+
+
+def _former_item(ds: CocoDetection, index: int, seed: int, transforms) -> tuple[torch.Tensor, Any]:
+    """Item ``(index, seed)`` as msad computed it before torchvision's kernels: PIL decode (then float resize)."""
+    image = torch.from_numpy(np.array(Image.open(ds.image_path(index)).convert("RGB"))).permute(2, 0, 1)
+    target = ds.target(index, *image.shape[-2:])
+    return transforms(image, target, torch.Generator().manual_seed(seed))
+
+
+def _float_resize(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """msad's resize before torchvision's uint8 kernel: antialiased bilinear in float, rounded back."""
+    out = torch.nn.functional.interpolate(image[None].float(), size=(height, width), mode="bilinear", antialias=True)
+    return out[0].round().clamp(0, 255).to(torch.uint8)

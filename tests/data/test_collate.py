@@ -7,7 +7,7 @@ import pickle
 import pytest
 import torch
 
-from msad.data.collate import Collator, collate, padded_size
+from msad.data.collate import PIXEL_MEAN, PIXEL_STD, Collator, collate, padded_size
 from msad.structures import Batch, Target
 
 
@@ -84,3 +84,17 @@ def test_uint8_batches_are_normalised_on_the_device_exactly_as_on_the_cpu():
     assert moved.images.dtype == _torch.float32 and moved.pixel_mean is None and moved.pixel_std is None
     assert _torch.equal(moved.images, cpu.images)  # padding zero, values identical
     assert _torch.equal(moved.to("cpu").images, cpu.images)  # normalised once only
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+def test_channels_last_images_collate_like_contiguous_ones(normalize: bool) -> None:
+    """torchvision's decoders and uint8 resize give channels-last strides: same batch, values as the formula."""
+    pixels = torch.randint(0, 256, (2, 7, 9, 3), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    strided = [(img.permute(2, 0, 1), *_item(0, 7, 9, i)[1:]) for i, img in enumerate(pixels)]
+    assert not strided[0][0].is_contiguous()
+    batch = collate(strided, size_divisibility=4, normalize=normalize)
+    reference = collate([(img.contiguous(), t, m) for img, t, m in strided], size_divisibility=4, normalize=normalize)
+    assert torch.equal(batch.images, reference.images)
+    if normalize:
+        mean, std = torch.tensor(PIXEL_MEAN).view(3, 1, 1), torch.tensor(PIXEL_STD).view(3, 1, 1)
+        assert torch.equal(batch.images[0, :, :7, :9], (strided[0][0].float() - mean) / std)

@@ -10,6 +10,7 @@ from msad.data.transforms import (
     RandomHorizontalFlip,
     ResizeShortestEdge,
     build_transforms,
+    resize_image,
     resized_shape,
 )
 from msad.structures import Target
@@ -94,3 +95,21 @@ def test_invalid_arguments() -> None:
         ResizeShortestEdge([10], 100, scale=0)
     with pytest.raises(ValueError):
         RandomHorizontalFlip(p=1.5)
+
+
+def _float_resize(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """msad's resize before torchvision's uint8 kernel: antialiased bilinear in float, rounded back."""
+    out = torch.nn.functional.interpolate(image[None].float(), size=(height, width), mode="bilinear", antialias=True)
+    return out[0].round().clamp(0, 255).to(torch.uint8)
+
+
+@pytest.mark.parametrize("size", [(800, 1067), (400, 534), (37, 50)])
+def test_uint8_resize_within_one_level_of_float_resize(size: tuple[int, int]) -> None:
+    """torchvision's uint8 kernel rounds fixed-point weights: at most one level off the float path, rarely."""
+    y, x = torch.meshgrid(torch.arange(480.0), torch.arange(640.0), indexing="ij")
+    noise = torch.randn(3, 480, 640, generator=torch.Generator().manual_seed(0)) * 20
+    image = (torch.stack([x * 0.4, y * 0.5, (x + y) * 0.2]) + noise).clamp(0, 255).to(torch.uint8)
+    out = resize_image(image, *size)
+    assert out.shape == (3, *size) and out.dtype == torch.uint8
+    diff = (out.int() - _float_resize(image, *size).int()).abs()
+    assert int(diff.max()) <= 1 and float(diff.float().mean()) < 0.3
