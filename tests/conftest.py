@@ -195,3 +195,33 @@ def interrupt_training_at(monkeypatch: pytest.MonkeyPatch):
         monkeypatch.setattr(Trainer, "run_step", run_step)
 
     return arm
+
+
+@pytest.fixture
+def broken_dataset(synth_dataset: Path, tmp_path: Path) -> tuple[Path, dict[str, str]]:
+    """A copy of the session dataset with one problem of each kind ``msad data check`` finds, all in ``train``.
+
+    Returns ``(root, {kind: file_name})``: a missing file, a garbage file (unreadable), a PNG cut in half
+    (truncated), an annotation width 7 px too large (wrong size) and a NaN box (bad box).
+    """
+    import math
+    import shutil
+
+    root = tmp_path / "broken"
+    shutil.copytree(synth_dataset, root)
+    train = json.loads((root / "annotations" / "train.json").read_text())
+    names = [img["file_name"] for img in train["images"]]
+    (root / "train" / names[0]).unlink()
+    (root / "train" / names[1]).write_bytes(b"garbage, not an image")
+    cut = root / "train" / names[2]
+    cut.write_bytes(cut.read_bytes()[: cut.stat().st_size // 2])
+    train["images"][3]["width"] += 7
+    next(ann for ann in train["annotations"] if ann["image_id"] == train["images"][4]["id"])["bbox"][2] = math.nan
+    (root / "annotations" / "train.json").write_text(json.dumps(train))
+    return root, {"missing": names[0], "unreadable": names[1], "truncated": names[2], "wrong size": names[3], "bad box": names[4]}
+
+
+@pytest.fixture(scope="session")
+def tiny_recipe_for():
+    """``tiny_recipe_for(root)``: ``recipes/tiny.toml`` made tiny and pointed at the COCO-layout dataset in ``root``."""
+    return lambda root: load_recipe(TINY_RECIPE, overrides=tiny_overrides_for(root))

@@ -12,6 +12,7 @@ from msad.api.compare import ComparisonRow, compare
 from msad.api.flops import PAPER_WIDTHS, CapacityReport, CapacityRow, capacity, paper_recipe
 from msad.api.convert import convert_detectron2
 from msad.api.convert_backbone import convert_slimmable
+from msad.api.data_check import DataCheckReport, DataProblem, SplitSummary, check_data
 from msad.api.evaluation import METRICS, TEACHER_BRANCHES, evaluate, evaluate_branches
 from msad.api.misc import plugins, synth_data
 from msad.api.prediction import PredictResult, Predictor, predict
@@ -28,6 +29,10 @@ __all__ = [
     "paper_recipe",
     "convert_detectron2",
     "convert_slimmable",
+    "DataCheckReport",
+    "DataProblem",
+    "SplitSummary",
+    "check_data",
     "METRICS",
     "TEACHER_BRANCHES",
     "evaluate",
