@@ -21,6 +21,7 @@ nothing frozen, P3–P7, 4-conv GN head. Ratios > 1 mean msad is faster.
     python benchmarks/speed.py --device cpu --height 512 --width 672 --batch 2
     python benchmarks/speed.py --device cpu --mode infer --variants fp32,bf16,fold,channels_last,onnx
     python benchmarks/speed.py --device cuda --batch 8 --amp bf16
+    python benchmarks/speed.py --mode data --iters 200    # the data path (benchmarks/data_speed.py)
 """
 
 from __future__ import annotations
@@ -60,8 +61,11 @@ def _parse() -> argparse.Namespace:
     parser.add_argument("--boxes", type=int, default=20, help="ground-truth boxes per image")
     parser.add_argument("--iters", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--mode", choices=("all", "train", "infer", "loss"), default="all",
-                        help="loss: the teacher's three branch losses alone (targets once vs per branch), forward only")
+    parser.add_argument("--mode", choices=("all", "train", "infer", "loss", "data"), default="all",
+                        help="loss: the teacher's three branch losses alone (targets once vs per branch), forward only; "
+                             "data: msad's training item vs torchvision's decode + resize, and loader images/s (CPU)")
+    parser.add_argument("--images", type=int, default=64, help="data mode: generated 640×480 JPEGs")
+    parser.add_argument("--workers", default="0,1,2,4", help="data mode: DataLoader worker counts, comma-separated")
     parser.add_argument("--only", default="", help="train mode: comma-separated substrings of the rows to run (e.g. teacher,student)")
     parser.add_argument("--variants", default="fp32", help=f"inference variants, comma-separated among {','.join(VARIANTS)}")
     parser.add_argument("--amp", choices=("off", "bf16"), default="off", help="train steps: autocast")
@@ -326,6 +330,10 @@ def main() -> None:
         report["inference"] = _run_infer(args, device, batch)
     if args.mode == "loss":
         report["loss"] = _run_loss(args, device, batch)
+    if args.mode == "data":
+        from data_speed import run  # beside this script
+
+        report["data"] = run(args.images, args.iters, [int(w) for w in args.workers.split(",")], batches=args.iters // 4)
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(report, handle, indent=1)
