@@ -118,7 +118,7 @@ def _inspect_all(
     """:func:`inspect_image` of every path in a thread pool, in the order of ``paths``."""
     results: list[ImageCheck] = []
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for check in pool.map(lambda p: inspect_image(p, decode=decode), paths, chunksize=16):
+        for check in pool.map(lambda p: inspect_image(p, decode=decode), paths):
             results.append(check)
             if progress is not None and (len(results) % 64 == 0 or len(results) == len(paths)):
                 progress(len(results), len(paths))
