@@ -10,8 +10,11 @@ Reading checks the file before trusting it and fails with one clear :class:`Chec
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import json
 import os
+import re
 import uuid
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -22,6 +25,7 @@ from safetensors.torch import save_file
 from torch import Tensor
 
 import msad
+from msad import file_formats
 from msad.errors import CheckpointError
 
 __all__ = [
@@ -34,12 +38,15 @@ __all__ = [
     "save_tensors",
     "read_tensors",
     "state_mismatch",
+    "read_metadata",
+    "tensors_digest",
+    "DIGEST_KEY",
 ]
 
 #: ``format`` metadata of msad weight files.
 FORMAT = "msad/1"
-_PICKLE_MAGIC = (b"PK\x03\x04", b"\x80")  # torch.save zip archive, legacy pickle protocol ≥ 2
-_MAX_HEADER = 100_000_000
+#: Metadata key of the integrity digest msad records in its weight files (:func:`tensors_digest`).
+DIGEST_KEY = "tensors_sha256"
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
@@ -92,6 +99,7 @@ def save_tensors(path: str | os.PathLike, tensors: Mapping[str, Tensor], metadat
 
     Raises:
         TypeError: a value is not a tensor, or a metadata value is not a string.
+        OSError: the write failed (a full disk is ``errno.ENOSPC``, also when safetensors reports it).
     """
     for key, value in metadata.items():
         if not isinstance(value, str):
@@ -99,31 +107,79 @@ def save_tensors(path: str | os.PathLike, tensors: Mapping[str, Tensor], metadat
     prepared = _prepare(tensors)
 
     def write(tmp: Path) -> None:
-        save_file(prepared, str(tmp), metadata=dict(metadata))
+        try:
+            save_file(prepared, str(tmp), metadata=dict(metadata))
+        except Exception as err:  # noqa: BLE001 - safetensors wraps the operating system's error in its own type
+            raise _os_error(err, path) from err
         _sort_metadata(tmp)
 
     return atomic_write(path, write)
 
 
+def _os_error(err: Exception, path: str | os.PathLike) -> Exception:
+    """The ``OSError`` a safetensors write error wraps (``IoError(Os { code: 28, … })``), else ``err`` itself."""
+    if isinstance(err, OSError):
+        return err
+    match = re.search(r"\bcode: (\d+)", str(err))
+    if match is not None:
+        code = int(match.group(1))
+    elif "No space left" in str(err):
+        code = errno.ENOSPC
+    else:
+        return err
+    return OSError(code, os.strerror(code), str(path))
+
+
 def save_weights(path: str | os.PathLike, state_dict: Mapping[str, Tensor], metadata: Mapping[str, str]) -> Path:
-    """Save model weights with msad metadata (``format`` and ``msad_version`` are added when absent).
+    """Save model weights with msad metadata (``format``, ``msad_version`` and the integrity digest are added).
 
     Args:
         path: destination ``.safetensors`` file.
         state_dict: the model's ``state_dict()`` (any device; shared tensors are fine).
         metadata: string values (role, width, recipe JSON, classes JSON…).
     """
-    meta = {"format": FORMAT, "msad_version": msad.__version__, **metadata}
-    return save_tensors(path, state_dict, meta)
+    prepared = _prepare(state_dict)
+    meta = {"format": FORMAT, "msad_version": msad.__version__, **metadata, DIGEST_KEY: tensors_digest(prepared)}
+    return save_tensors(path, prepared, meta)
+
+
+def tensors_digest(tensors: Mapping[str, Tensor]) -> str:
+    """SHA-256 (hex) over every tensor's name, dtype, shape and bytes, in name order: what msad weight files record
+    under :data:`DIGEST_KEY` and :func:`load_weights` verifies (safetensors itself has no checksum)."""
+    digest = hashlib.sha256()
+    for key in sorted(tensors):
+        tensor = tensors[key].detach().cpu().contiguous()
+        digest.update(json.dumps([key, str(tensor.dtype), list(tensor.shape)]).encode("utf-8") + b"\0")
+        if tensor.numel():
+            digest.update(tensor.reshape(-1).view(torch.uint8).numpy().data)
+    return digest.hexdigest()
 
 
 def load_weights(path: str | os.PathLike) -> tuple[dict[str, Tensor], dict[str, str]]:
-    """Read an msad weights file: ``(state_dict on the CPU, metadata)``.
+    """Read an msad weights file: ``(state_dict on the CPU, metadata)``, its tensors checked.
+
+    A file that records an integrity digest (:data:`DIGEST_KEY`, written by :func:`save_weights`) must match it;
+    older files, without one, load as they are. Floating-point tensors must be finite.
 
     Raises:
-        CheckpointError: the file is missing, truncated or corrupt, a PyTorch pickle, or lacks msad ``format``.
+        CheckpointError: the file is missing, truncated or corrupt, another format (ONNX, torch.export, a PyTorch
+            pickle), lacks msad ``format``, fails its integrity check, or holds NaN or infinite values.
     """
-    return read_tensors(path, expected_format=FORMAT)
+    path = Path(path)
+    tensors, metadata = read_tensors(path, expected_format=FORMAT)
+    recorded = metadata.get(DIGEST_KEY)
+    if recorded is not None and tensors_digest(tensors) != recorded:
+        raise CheckpointError(
+            f"{path} fails its integrity check: its tensor data differs from the checksum recorded when it was saved "
+            "(the file is damaged); use another copy"
+        )
+    for key, tensor in tensors.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise CheckpointError(
+                f"{path}: tensor {key!r} holds NaN or infinite values; these weights cannot be used "
+                "(from a diverged run? use an earlier checkpoint)"
+            )
+    return tensors, metadata
 
 
 def read_tensors(path: str | os.PathLike, *, expected_format: str) -> tuple[dict[str, Tensor], dict[str, str]]:
@@ -147,22 +203,33 @@ def read_tensors(path: str | os.PathLike, *, expected_format: str) -> tuple[dict
     return tensors, metadata
 
 
+def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The metadata of a safetensors file, its framing checked, without reading its tensors.
+
+    Raises:
+        CheckpointError: see :func:`load_weights`.
+    """
+    return _check_file(Path(path))
+
+
 def _check_file(path: Path) -> dict[str, str]:
     """Validate a safetensors file's framing without loading it; return its metadata."""
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     size = path.stat().st_size
+    kind = file_formats.sniff(path)
+    if kind == file_formats.PICKLE:
+        raise CheckpointError(f"{path} looks like a PyTorch pickle, not safetensors; convert it with `msad convert`")
+    if kind in (file_formats.ONNX, file_formats.PT2):
+        raise CheckpointError(
+            f"{path}: this is {file_formats.describe(kind)}, not msad weights (.safetensors); `msad predict "
+            "--weights` runs it; `msad eval`, `compare`, `export` and `--runtime torch` take the .safetensors weights "
+            "it was exported from"
+        )
+    if kind != file_formats.SAFETENSORS:
+        raise CheckpointError(f"{path}: truncated or corrupt safetensors file (bad header, {size} bytes)")
     with path.open("rb") as handle:
-        head = handle.read(9)
-        header_len = int.from_bytes(head[:8], "little")
-        framed = len(head) == 9 and head[8:9] == b"{" and 2 <= header_len <= min(size - 8, _MAX_HEADER)
-        if not framed and head.startswith(_PICKLE_MAGIC):
-            raise CheckpointError(
-                f"{path} looks like a PyTorch pickle, not safetensors; convert it with `msad convert`"
-            )
-        if not framed:
-            raise CheckpointError(f"{path}: truncated or corrupt safetensors file (bad header, {size} bytes)")
-        handle.seek(8)
+        header_len = int.from_bytes(handle.read(8), "little")
         try:
             header = json.loads(handle.read(header_len))
         except (UnicodeDecodeError, json.JSONDecodeError) as err:
@@ -252,7 +319,14 @@ def state_mismatch(
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected) - set(tolerated))
     shapes = [k for k in expected if k in state and state[k].shape != expected[k].shape]
+    dtypes = [k for k in expected if k in state and state[k].is_floating_point() != expected[k].is_floating_point()]
     parts = []
+    if dtypes:
+        k = dtypes[0]
+        parts.append(
+            f"{len(dtypes)} tensors of the wrong kind of number (e.g. {k}: {str(state[k].dtype).removeprefix('torch.')} "
+            f"where {str(expected[k].dtype).removeprefix('torch.')} is expected)"
+        )
     if shapes:
         k = shapes[0]
         parts.append(f"{len(shapes)} shape mismatches (e.g. {k}: {tuple(state[k].shape)} vs {tuple(expected[k].shape)})")

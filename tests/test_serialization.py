@@ -1,15 +1,20 @@
 """Weights files without pickle: round trips, atomic writes that keep the old file, one-line errors."""
 
+import errno
 import json
 import os
 import stat
+from pathlib import Path
 
 import pytest
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import save_file
 
 from msad.errors import CheckpointError, MsadError
-from msad.serialization import atomic_write, atomic_write_text, load_weights, save_weights
+from msad.serialization import (
+    atomic_write, atomic_write_text, load_weights, save_weights, state_mismatch, tensors_digest,
+)
 
 
 def test_checkpoint_error_is_a_user_error():
@@ -84,7 +89,8 @@ def test_equal_checkpoints_are_byte_identical(tmp_path):
     meta = {f"key{i}": str(i) for i in range(12)} | {"recipe": json.dumps({"é": [1, 2]}, ensure_ascii=False)}
     files = [save_weights(tmp_path / f"w{i}.safetensors", {"b": torch.ones(2), "a": torch.arange(3)}, meta) for i in range(6)]
     assert len({f.read_bytes() for f in files}) == 1
-    assert load_weights(files[0])[1] == {"format": "msad/1", "msad_version": load_weights(files[0])[1]["msad_version"]} | meta
+    loaded = load_weights(files[0])[1]
+    assert loaded == {"format": "msad/1", "msad_version": loaded["msad_version"], "tensors_sha256": loaded["tensors_sha256"]} | meta
 
 
 def test_missing_file(tmp_path):
@@ -140,3 +146,79 @@ def test_written_files_follow_the_umask(tmp_path, umask):
     assert stat.S_IMODE((tmp_path / "plain.txt").stat().st_mode) == expected
     assert stat.S_IMODE(weights.stat().st_mode) == expected
     assert stat.S_IMODE(text.stat().st_mode) == expected
+
+
+# ---------------------------------------------------------------- #23: weights sanity, formats by content, ENOSPC
+
+#: The smallest ONNX ModelProto: ir_version 9, producer "pytorch", an empty graph.
+ONNX_BYTES = b"\x08\x09" + b"\x12\x07pytorch" + b"\x3a\x02\x0a\x00"
+
+
+def test_flipped_bytes_in_tensor_data_fail_the_integrity_check(tmp_path):
+    path = save_weights(tmp_path / "w.safetensors", {"a": torch.arange(64.0), "b": torch.ones(3)}, {"role": "student"})
+    data = bytearray(path.read_bytes())
+    data[-40] ^= 0x01  # one bit of a value: still a well-formed file
+    path.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match=r"w.safetensors fails its integrity check") as info:
+        load_weights(path)
+    assert "\n" not in str(info.value)
+
+
+def test_files_without_a_digest_stay_loadable(tmp_path):
+    path = tmp_path / "old.safetensors"
+    save_file({"a": torch.arange(4.0)}, str(path), metadata={"format": "msad/1", "role": "student"})  # msad < #23
+    tensors, meta = load_weights(path)
+    assert torch.equal(tensors["a"], torch.arange(4.0)) and "tensors_sha256" not in meta
+
+
+def test_digest_covers_names_dtypes_and_shapes():
+    base = {"a": torch.arange(6.0).reshape(2, 3)}
+    digest = tensors_digest(base)
+    assert digest == tensors_digest({"a": torch.arange(6.0).reshape(2, 3).clone()})
+    for other in ({"b": base["a"]}, {"a": base["a"].reshape(3, 2)}, {"a": base["a"].view(torch.int32).reshape(2, 3)}):
+        assert tensors_digest(other) != digest
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_non_finite_weights_are_refused_naming_the_tensor(tmp_path, bad):
+    state = {"head.cls.weight": torch.ones(4), "head.box.weight": torch.tensor([1.0, bad]), "n": torch.tensor(3)}
+    path = save_weights(tmp_path / "w.safetensors", state, {})
+    with pytest.raises(CheckpointError, match=r"tensor 'head.box.weight' holds NaN or infinite values"):
+        load_weights(path)
+
+
+def test_int_weights_where_floats_are_expected_are_named():
+    expected = {"conv.weight": torch.zeros(2, 2), "bn.num_batches_tracked": torch.tensor(0)}
+    state = {"conv.weight": torch.zeros(2, 2, dtype=torch.int32), "bn.num_batches_tracked": torch.tensor(5)}
+    assert state_mismatch(expected, state) == "1 tensors of the wrong kind of number (e.g. conv.weight: int32 where float32 is expected)"
+    assert state_mismatch(expected, {**state, "conv.weight": torch.zeros(2, 2, dtype=torch.float16)}) is None
+
+
+def test_onnx_and_pt2_files_are_named_as_such(tmp_path):
+    onnx_file = tmp_path / "model.safetensors"  # the name does not decide: the content does
+    onnx_file.write_bytes(ONNX_BYTES)
+    with pytest.raises(CheckpointError, match=r"this is an ONNX file .*not msad weights \(.safetensors\)"):
+        load_weights(onnx_file)
+
+    class Double(torch.nn.Module):
+        def forward(self, x):
+            return x * 2
+
+    pt2 = tmp_path / "model.pt2"
+    torch.export.save(torch.export.export(Double(), (torch.ones(2),)), str(pt2))
+    with pytest.raises(CheckpointError, match=r"this is a torch.export program \(.pt2"):
+        load_weights(pt2)
+
+
+def test_enospc_inside_safetensors_is_an_os_error_and_leaves_no_temporary(tmp_path, monkeypatch):
+    path = save_weights(tmp_path / "last.safetensors", {"a": torch.ones(3)}, {"role": "old"})
+
+    def full(tensors, filename, metadata=None):
+        Path(filename).write_bytes(b"\x10")
+        raise SafetensorError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No space left on device" })')
+
+    monkeypatch.setattr("msad.serialization.save_file", full)
+    with pytest.raises(OSError) as info:
+        save_weights(path, {"a": torch.zeros(3)}, {"role": "new"})
+    assert info.value.errno == errno.ENOSPC and info.value.filename == str(path)
+    assert [p.name for p in tmp_path.iterdir()] == ["last.safetensors"]
