@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 __all__ = [
     "MsadError",
     "RecipeError",
@@ -15,6 +17,8 @@ __all__ = [
     "Preempted",
     "Terminated",
     "MissingDependencyError",
+    "RESOURCE_ERRNOS",
+    "resource_error",
 ]
 
 
@@ -107,3 +111,28 @@ class MissingDependencyError(MsadError):
     """A feature the user asked for needs an optional package that is not installed (the message names the extra)."""
 
     exit_code = 1
+
+
+#: ``errno`` of an ``OSError`` that means the machine ran out of something → (what happened, what to do).
+RESOURCE_ERRNOS: dict[int, tuple[str, str]] = {
+    errno.ENOSPC: ("no space left on the device", "free disk space"),
+    errno.EDQUOT: ("the disk quota is exceeded", "free disk space or raise the quota"),
+    errno.EMFILE: ("too many open files", "raise the limit (`ulimit -n`) or lower data.num_workers"),
+    errno.ENFILE: ("too many open files on this machine", "close other programs or lower data.num_workers"),
+    errno.ENOMEM: ("the machine is out of memory", "close other programs or lower the batch size"),
+}
+
+
+def resource_error(err: BaseException, what: str, *, then: str = "") -> ResourceError | None:
+    """``err`` as the documented :class:`ResourceError` when it is an ``OSError`` of :data:`RESOURCE_ERRNOS`, else ``None``.
+
+    Args:
+        err: the exception.
+        what: what stopped, for the message (``"training"``, ``"export"``…; ``""``: the message says what ran out).
+        then: appended to the message (e.g. ``"; the last checkpoint is …"``).
+    """
+    if not isinstance(err, OSError) or err.errno not in RESOURCE_ERRNOS:
+        return None
+    happened, fix = RESOURCE_ERRNOS[err.errno]
+    place = f" ({err.filename})" if err.filename else ""
+    return ResourceError(f"{what + ' stopped: ' if what else ''}{happened}{place}; {fix}{then}")

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from msad.errors import Interrupted, ResourceError
+from msad.errors import Interrupted, ResourceError, resource_error
 
 __all__ = ["user_situations", "last_checkpoint", "resume_hint"]
 
@@ -51,7 +51,7 @@ def _out_of_memory(err: BaseException) -> bool:
 
 @contextlib.contextmanager
 def user_situations(what: str, *, output: Path | None = None) -> Iterator[None]:
-    """Turn Ctrl-C, ENOSPC and out-of-memory inside the block into :class:`Interrupted` / :class:`ResourceError`.
+    """Turn Ctrl-C, ENOSPC (and the other :data:`~msad.errors.RESOURCE_ERRNOS`) and out-of-memory inside the block into :class:`Interrupted` / :class:`ResourceError`.
 
     Args:
         what: the command, for the message (``"training"``, ``"evaluation"``).
@@ -70,8 +70,9 @@ def user_situations(what: str, *, output: Path | None = None) -> Iterator[None]:
     except OSError as err:
         place = f" ({err.filename})" if err.filename else ""
         where = "" if output is None else "; " + last_checkpoint(output)
-        if err.errno in (errno.ENOSPC, errno.EDQUOT):
-            raise ResourceError(f"{what} stopped: no space left on the device{place}; free disk space{where}") from err
+        resource = resource_error(err, what, then=where)
+        if resource is not None:
+            raise resource from err
         if err.errno in (errno.EACCES, errno.EROFS) and err.filename:
             raise ResourceError(f"{what} stopped: cannot write{place}: {err.strerror}; choose a writable --output{where}") from err
         raise

@@ -7,7 +7,9 @@ from pathlib import Path
 
 import torch
 
+from msad.api._situations import user_situations
 from msad.api.weights import load_model, read_checkpoint
+from msad.errors import UsageError
 from msad.export.deploy import DeployModel, DeploySpec, ExportError, deploy_spec
 from msad.export.program import save_program, trace
 from msad.export.runtime import open_backend
@@ -43,7 +45,7 @@ def export_targets(out: str | Path) -> list[Path]:
 
 
 def export(
-    weights: str | Path, out: str | Path, *, input_frame: str = "lr", fold_bn: bool = True, check: bool = True
+    weights: str | Path, out: str | Path, *, input_frame: str | None = None, fold_bn: bool = True, check: bool = True
 ) -> ExportResult:
     """Export baseline, teacher (fused branch) or student weights for deployment.
 
@@ -51,33 +53,46 @@ def export(
     normalises it (and for a student with ``input_frame="hr"`` takes the nearest ×1/k copy) and returns the
     raw head maps; :func:`msad.export.decode.decode_detections` decodes them.
 
+    The weights, the targets (a file standing where a folder of ``out`` should be…) and the options are checked
+    before the model is traced; a full disk while writing is a :class:`~msad.errors.ResourceError`.
+
     Args:
         weights: a detector weights file.
         out: ``*.onnx``, ``*.pt2``, or a directory (both, as ``model.onnx`` and ``model.pt2``).
-        input_frame: for a student, ``lr`` (the image is its LR input, as ``msad predict`` takes it) or ``hr``.
+        input_frame: students only: ``lr`` (the default: the image is its LR input, as ``msad predict`` takes it)
+            or ``hr``. A baseline's or teacher's graph always takes the image it was trained on: refused for them.
         fold_bn: fold batch norm into the convolutions (the active width's BN of a slimmable backbone).
         check: run a check batch through every written file and record its largest difference from eager.
+
+    Raises:
+        UsageError: ``input_frame`` given for a baseline or teacher, or an output path that cannot be written.
     """
     targets = export_targets(out)
     folder = None if Path(out).suffix in (".onnx", ".pt2") else out
     check_outputs([("export output", t) for t in targets], inputs=[("weights", weights)], within=folder)
     ckpt = read_checkpoint(weights)
+    if input_frame is not None and ckpt.role != "student":
+        raise UsageError(
+            f"--input {input_frame} applies to student weights only; {weights} holds a {ckpt.role}, whose graph "
+            "always takes the image it was trained on: leave --input out"
+        )
     if any(t.suffix == ".onnx" for t in targets):
         from msad.export.onnx import require_onnx
 
         require_onnx()
     model = load_model(ckpt)
     network = fold_batchnorm(model) if fold_bn else model
-    spec = deploy_spec(ckpt, input_frame=input_frame, batchnorm_folded=not has_batchnorm(network))
+    spec = deploy_spec(ckpt, input_frame=input_frame or "lr", batchnorm_folded=not has_batchnorm(network))
     deployed = DeployModel(network, spec).eval()
     program = trace(deployed, spec)
-    for target in targets:
-        if target.suffix == ".pt2":
-            save_program(program, spec, target)
-        else:
-            from msad.export.onnx import export_onnx
+    with user_situations("export"):
+        for target in targets:
+            if target.suffix == ".pt2":
+                save_program(program, spec, target)
+            else:
+                from msad.export.onnx import export_onnx
 
-            export_onnx(program, spec, target)
+                export_onnx(program, spec, target)
     result = ExportResult(targets, spec)
     if check:
         result.max_abs_diff = _check(DeployModel(model, spec).eval(), spec, targets)

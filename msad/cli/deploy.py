@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -20,7 +20,7 @@ export_api = lazy_module("msad.api.export")
 def export(
     weights: Annotated[Path, typer.Argument(help="Weights (.safetensors): baseline, teacher or student.", show_default=False)],
     out: Annotated[Path, typer.Argument(help="model.onnx, model.pt2, or a directory for both.", show_default=False)],
-    input_frame: Annotated[ExportInput, typer.Option("--input", help="Student only: lr (the image is its LR input) or hr (downscaled inside).")] = "lr",
+    input_frame: Annotated[Optional[ExportInput], typer.Option("--input", help="Student only: lr (the image is its LR input; the default) or hr (downscaled inside).", show_default=False)] = None,
     no_fold: Annotated[bool, typer.Option("--no-fold", help="Keep batch norm as it is (default: folded into the convs).")] = False,
 ) -> None:
     """Export weights as an ONNX file and/or a torch.export program: pixels in, raw head maps out.

@@ -8,6 +8,7 @@ runtime needs besides the graph travels as :class:`DeploySpec` (JSON in the file
 
 from __future__ import annotations
 
+import inspect
 import json
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
@@ -19,6 +20,7 @@ import msad
 from msad.errors import MsadError
 from msad.levels import HEAD_LEVELS, level_stride
 from msad.models.detector import downscale_nearest
+from msad.ops.postprocess import FCOSPostProcess
 from msad.structures import LevelOutputs
 
 if TYPE_CHECKING:
@@ -85,16 +87,43 @@ class DeploySpec:
         return json.dumps(asdict(self))
 
     @classmethod
-    def from_json(cls, text: str) -> DeploySpec:
-        """A spec from :meth:`to_json`'s string."""
+    def from_json(cls, text: str, *, source: object = "an exported file") -> DeploySpec:
+        """A spec from :meth:`to_json`'s string, its values checked (``source`` names the file in errors).
+
+        Raises:
+            ExportError: not JSON, a missing field, or a value no graph of msad's could have (one line).
+        """
         try:
             data = json.loads(text)
             data["levels"] = tuple(data["levels"])
             data["pixel_mean"], data["pixel_std"] = tuple(data["pixel_mean"]), tuple(data["pixel_std"])
             data["resize"] = None if data["resize"] is None else tuple(data["resize"])
-            return cls(**data)
-        except (json.JSONDecodeError, KeyError, TypeError) as err:
-            raise ExportError(f"invalid msad metadata in an exported file ({err})") from None
+            spec = cls(**data)
+        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+            raise ExportError(f"{source}: invalid msad metadata ({err}); re-export it with `msad export`") from None
+        problem = _spec_problem(spec)
+        if problem is not None:
+            raise ExportError(f"{source}: invalid msad metadata: {problem}; re-export it with `msad export`")
+        return spec
+
+    def check_graph(self, source: object, *, num_outputs: int, num_classes: int | None) -> None:
+        """Refuse metadata that does not fit the graph it came with: ``num_outputs`` flat outputs, and class-logit maps
+        of ``num_classes`` channels (``None``: not known).
+
+        Raises:
+            ExportError: one line naming ``source``.
+        """
+        expected = len(OUTPUT_FIELDS) * len(self.levels)
+        if num_outputs != expected:
+            raise ExportError(
+                f"{source}: its msad metadata names {len(self.levels)} head levels ({expected} outputs) but the graph "
+                f"has {num_outputs} outputs; re-export it with `msad export`"
+            )
+        if num_classes is not None and num_classes != len(self.classes):
+            raise ExportError(
+                f"{source}: its msad metadata names {len(self.classes)} classes but the graph predicts {num_classes}; "
+                "re-export it with `msad export`"
+            )
 
     @property
     def label_space(self) -> list[tuple[int, str]]:
@@ -117,6 +146,44 @@ class DeploySpec:
                 f"input size {height}×{width} is not a multiple of {d}, which this exported {self.role} needs; "
                 f"pad it (bottom/right, with the pixel mean) to {-(-height // d) * d}×{-(-width // d) * d}"
             )
+
+
+_ROLES = ("baseline", "teacher", "student")
+_POSTPROCESS_OPTIONS = frozenset(inspect.signature(FCOSPostProcess).parameters)
+
+
+def _spec_problem(spec: DeploySpec) -> str | None:
+    """The first value of ``spec`` no exported graph of msad's could have, as a phrase; ``None`` if all are sound."""
+    def positive_int(value: object) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+    def positive(value: object) -> bool:
+        return isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < float("inf")
+
+    checks = [
+        (spec.role in _ROLES, f"role must be one of {', '.join(_ROLES)}, got {spec.role!r}"),
+        (spec.input_frame in INPUT_FRAMES, f"input_frame must be one of {INPUT_FRAMES}, got {spec.input_frame!r}"),
+        (spec.role == "student" or (spec.input_frame, spec.input_factor, spec.box_scale) == ("hr", 1, 1.0),
+         f"a {spec.role}'s graph takes its own image (input_frame hr, input_factor 1, box_scale 1)"),
+        (positive_int(spec.input_factor), f"input_factor must be a positive integer, got {spec.input_factor!r}"),
+        (positive(spec.box_scale), f"box_scale must be positive, got {spec.box_scale!r}"),
+        (positive_int(spec.size_divisibility), f"size_divisibility must be a positive integer, got {spec.size_divisibility!r}"),
+        (positive_int(spec.coarsest_stride), f"coarsest_stride must be a positive integer, got {spec.coarsest_stride!r}"),
+        (positive_int(spec.max_side), f"max_side must be a positive integer, got {spec.max_side!r}"),
+        (bool(spec.levels) and set(spec.levels) <= set(HEAD_LEVELS), f"levels must be head levels {HEAD_LEVELS}, got {spec.levels!r}"),
+        (isinstance(spec.strides, dict) and all(positive_int(spec.strides.get(lvl)) for lvl in spec.levels),
+         f"strides must give a positive integer stride for every level, got {spec.strides!r}"),
+        (isinstance(spec.classes, list) and isinstance(spec.category_ids, list) and len(spec.classes) == len(spec.category_ids) > 0,
+         "classes and category_ids must be two lists of the same, non-zero length"),
+        (len(spec.pixel_mean) == 3 and len(spec.pixel_std) == 3 and all(positive(v) for v in spec.pixel_std),
+         f"pixel_mean and pixel_std must have 3 values, the std positive, got {spec.pixel_mean!r}, {spec.pixel_std!r}"),
+        (spec.resize is None or (len(spec.resize) == 3 and positive_int(spec.resize[0]) and positive_int(spec.resize[1]) and positive(spec.resize[2])),
+         f"resize must be null or [test size, max size, scale], all positive, got {spec.resize!r}"),
+        (isinstance(spec.postprocess, dict) and set(spec.postprocess) <= _POSTPROCESS_OPTIONS
+         and all(positive(v) or v in (0, False) for v in spec.postprocess.values()),
+         f"postprocess must hold numbers for {', '.join(sorted(_POSTPROCESS_OPTIONS))}, got {spec.postprocess!r}"),
+    ]
+    return next((problem for ok, problem in checks if not ok), None)
 
 
 def deploy_spec(ckpt: Checkpoint, *, input_frame: str = "lr", batchnorm_folded: bool = True) -> DeploySpec:

@@ -50,7 +50,7 @@ def export_onnx(program: ExportedProgram, spec: DeploySpec, path: str | Path, *,
     proto = onnx_program.model_proto
     entry = proto.metadata_props.add()
     entry.key, entry.value = METADATA_KEY, spec.to_json()
-    return atomic_write(path, lambda tmp: onnx.save(proto, str(tmp)))
+    return atomic_write(path, lambda tmp: onnx.save(proto, str(tmp), format="protobuf"))  # no temporary left on failure
 
 
 class OnnxBackend:
@@ -76,8 +76,11 @@ class OnnxBackend:
         meta = self.session.get_modelmeta().custom_metadata_map
         if METADATA_KEY not in meta:
             raise ExportError(f"{path}: an ONNX file without msad metadata; export it with `msad export`")
-        self.spec = DeploySpec.from_json(meta[METADATA_KEY])
-        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.spec = DeploySpec.from_json(meta[METADATA_KEY], source=path)
+        outputs = self.session.get_outputs()
+        self.output_names = [o.name for o in outputs]
+        channels = outputs[0].shape[1] if outputs and len(outputs[0].shape) == 4 else None
+        self.spec.check_graph(path, num_outputs=len(outputs), num_classes=channels if isinstance(channels, int) else None)
 
     def __call__(self, images: Tensor) -> list[Tensor]:
         """The graph's flat outputs for a float ``[B, 3, H, W]`` batch, as CPU tensors."""

@@ -243,12 +243,13 @@ class ProgramBackend:
 
     def __init__(self, path: str | Path, *, device: torch.device | str = "cpu", trust: bool = False) -> None:
         spec = check_archive(path, trust=trust)
+        self.spec = DeploySpec.from_json(spec, source=path)  # checked before torch reads the archive
         try:
             with _quiet_torch_export():
                 program = torch.export.load(str(path))
         except Exception as err:  # noqa: BLE001 - torch raises several types for a bad archive
             raise ExportError(f"{path}: not a loadable torch.export archive ({' '.join(str(err).split())[:200]})") from None
-        self.spec = DeploySpec.from_json(spec)
+        self.spec.check_graph(path, **_graph_outputs(program))
         self.device = torch.device(device)
         self.module = program.module().to(self.device)
 
@@ -256,3 +257,13 @@ class ProgramBackend:
     def __call__(self, images: Tensor) -> list[Tensor]:
         """The program's flat outputs for a float ``[B, 3, H, W]`` batch."""
         return list(self.module(images.to(self.device, torch.float32)))
+
+
+def _graph_outputs(program: ExportedProgram) -> dict[str, int | None]:
+    """``num_outputs`` and ``num_classes`` (channels of the first output, the class logits) of a program's graph."""
+    node = next(n for n in program.graph.nodes if n.op == "output")
+    outputs = node.args[0] if isinstance(node.args[0], (tuple, list)) else (node.args[0],)
+    value = getattr(outputs[0], "meta", {}).get("val") if outputs else None
+    shape = getattr(value, "shape", None)
+    channels = shape[1] if shape is not None and len(shape) == 4 else None
+    return {"num_outputs": len(outputs), "num_classes": channels if isinstance(channels, int) else None}

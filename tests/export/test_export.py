@@ -28,7 +28,7 @@ def exported(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
         if role not in cache:
             weights = request.getfixturevalue(f"trained_{role}").weights
             out = tmp_path_factory.mktemp(f"export_{role}")
-            cache[role] = (weights, export(weights, out, input_frame="hr" if role == "student" else "lr"))
+            cache[role] = (weights, export(weights, out, input_frame="hr" if role == "student" else None))
         return cache[role]
 
     return get
@@ -157,3 +157,57 @@ def test_cli_export_refuses_a_bad_target_in_one_line(trained_baseline, tmp_path:
     assert done.value.code == 1 and len(err.splitlines()) == 1
     assert "give a .onnx or .pt2 file, or a directory for both" in err
     assert not (tmp_path / "model.tflite").exists()
+
+
+# ---------------------------------------------------------------- #23: inputs checked before tracing, a full disk
+@pytest.fixture
+def no_tracing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fail the test if export gets as far as tracing the model (the 40 s step)."""
+    def traced(*args, **kwargs):
+        raise AssertionError("export traced the model before refusing")
+
+    monkeypatch.setattr("msad.api.export.trace", traced)
+
+
+def test_out_under_a_regular_file_is_refused_before_tracing(trained_baseline, tmp_path: Path, no_tracing, capsys) -> None:
+    from msad.cli.main import main
+
+    (tmp_path / "taken").write_text("a user's file")
+    with pytest.raises(SystemExit) as done:
+        main(["export", str(trained_baseline.weights), str(tmp_path / "taken" / "model.onnx")])
+    err = capsys.readouterr().err.strip()
+    assert done.value.code == 2 and len(err.splitlines()) == 1 and "taken is a file, not a folder" in err
+    assert (tmp_path / "taken").read_text() == "a user's file"
+
+
+def test_input_frame_on_a_teacher_is_refused(trained_teacher, tmp_path: Path, no_tracing) -> None:
+    from msad.errors import UsageError
+
+    with pytest.raises(UsageError, match=r"--input hr applies to student weights only; .* holds a teacher"):
+        export(trained_teacher.weights, tmp_path / "t.onnx", input_frame="hr")
+
+
+def test_a_full_disk_during_export_is_the_resource_error_and_leaves_no_temporary(
+    trained_baseline, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import errno
+    from types import SimpleNamespace
+
+    import onnx
+    from onnx import helper
+
+    from msad.errors import ResourceError
+
+    monkeypatch.setattr("msad.api.export.trace", lambda model, spec: None)
+    empty = helper.make_model(helper.make_graph([], "g", [], []))
+    monkeypatch.setattr(torch.onnx, "export", lambda *args, **kwargs: SimpleNamespace(model_proto=empty))
+
+    def full(proto, path, **kwargs):
+        Path(path).write_bytes(b"\x08\x09")
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(onnx, "save", full)
+    out = tmp_path / "out"
+    with pytest.raises(ResourceError, match=r"export stopped: no space left on the device .*; free disk space"):
+        export(trained_baseline.weights, out / "model.onnx", check=False)
+    assert list(out.iterdir()) == []
