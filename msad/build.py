@@ -32,7 +32,7 @@ from msad.models.student import student_from_teacher
 from msad.models.teacher import AlignedMultiScaleTeacher
 from msad.ops.losses import FCOSCriterion
 from msad.ops.postprocess import FCOSPostProcess
-from msad.plugins import get_builder
+from msad.plugins import call_builder
 from msad.tasks.evaluate import Predictor, evaluate_coco
 
 if TYPE_CHECKING:
@@ -93,9 +93,8 @@ def _plugin(group: str, spec: PluginSpec, path: str, **supplied: Any) -> Any:
     Builders check their arguments with ``ValueError`` (a Python API convention); here, where the values come
     from a recipe, such a refusal becomes a :class:`RecipeError` naming the recipe table.
     """
-    builder = get_builder(group, spec.name)
     try:
-        return builder(**supplied, **spec.options)
+        return call_builder(group, spec.name, **supplied, **spec.options)
     except MsadError:
         raise
     except ValueError as err:

@@ -35,6 +35,7 @@ __all__ = [
     "BUILTIN_DISTRIBUTION",
     "PluginInfo",
     "get_builder",
+    "call_builder",
     "available",
     "list_plugins",
     "builder_options",
@@ -244,6 +245,25 @@ def get_builder(group: str, name: str) -> Callable[..., Any]:
             f"{noun} '{name}' is provided by {disabled[0].distribution}, which MSAD_PLUGINS does not enable"
         )
     raise PluginError(_unknown_message(noun, name, available(group)))
+
+
+def call_builder(group: str, name: str, /, **kwargs: Any) -> Any:
+    """``get_builder(group, name)(**kwargs)``, where plugin code that calls ``sys.exit`` cannot end msad silently.
+
+    Raises:
+        PluginError: what :func:`get_builder` raises, or the builder raised ``SystemExit`` (naming the entry point
+            and its distribution).
+    """
+    builder = get_builder(group, name)
+    try:
+        return builder(**kwargs)
+    except SystemExit as exc:
+        entry = next(e for e in _entries(group) if e.ep.name == name and e.state == "active")
+        where = f"{entry.distribution} {entry.version}".strip()
+        raise PluginError(
+            f"{_noun(group)} '{name}' ({entry.ep.value}, from {where}) called sys.exit({exc.code!r}) while building; "
+            "report it to the plugin's authors, or use another plugin"
+        ) from None
 
 
 def _unknown_message(noun: str, name: str, names: list[str]) -> str:

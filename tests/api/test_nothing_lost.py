@@ -244,6 +244,18 @@ def test_disk_full_is_the_users_situation(data: Path, tmp_path: Path, monkeypatc
         api.train(recipe_on(data), output=tmp_path / "run")
 
 
+def test_disk_full_inside_safetensors_is_the_users_situation(data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from safetensors import SafetensorError
+
+    def full(tensors, filename, metadata=None):
+        raise SafetensorError('Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: "No space left on device" })')
+
+    monkeypatch.setattr("msad.serialization.save_file", full)
+    with pytest.raises(ResourceError, match="training stopped: no space left on the device .*; free disk space"):
+        api.train(recipe_on(data), output=tmp_path / "run")
+    assert not [p for p in (tmp_path / "run").iterdir() if p.name.endswith(".tmp")]
+
+
 def test_a_read_only_output_is_the_users_situation(data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def denied(path, *args, **kwargs):
         raise PermissionError(errno.EACCES, "Permission denied", str(path))

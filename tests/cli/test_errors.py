@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 import pytest
 
 from msad.cli.errors import exit_code, one_line
@@ -63,3 +65,13 @@ class _BadImage(DataError, ValueError):
 def test_only_msad_errors_and_path_refusals_are_user_errors(error: BaseException, user: bool) -> None:
     assert ("internal error" not in one_line(error)) is user
     assert exit_code(error) == getattr(error, "exit_code", 1)
+
+
+@pytest.mark.parametrize(("code", "words"), [
+    (errno.ENOSPC, "no space left on the device (out/a.png); free disk space"),
+    (errno.EMFILE, "too many open files (out/a.png); raise the limit (`ulimit -n`) or lower data.num_workers"),
+])
+def test_a_resource_os_error_anywhere_is_the_resource_error(monkeypatch, capsys, code: int, words: str) -> None:
+    _plugins_raise(monkeypatch, OSError(code, "os words", "out/a.png"))
+    status, err = _run(["plugins"], capsys)
+    assert status == 1 and err == f"msad: error: {words}\n"

@@ -56,3 +56,16 @@ def test_a_misspelt_msad_plugins_name_is_refused_naming_the_installed_ones(with_
     assert "did you mean 'msad-fine'" in message
     monkeypatch.setenv("MSAD_PLUGINS", "MSAD_Fine, msad")  # normalised names, and the built-ins, are fine
     assert get_builder("msad.necks", "fine") is not None
+
+
+def test_a_builder_that_calls_sys_exit_is_one_line_naming_the_plugin(with_plugins, tmp_path: Path, capsys) -> None:
+    from msad.cli.main import main
+
+    with_plugins("exits_when_built", "import sys\ndef build(**kwargs):\n    sys.exit(5)\n",
+                 _ep("quitter", "exits_when_built:build", "msad.backbones", "quitter-dist"))
+    recipe = Path(__file__).resolve().parents[2] / "recipes" / "tiny.toml"
+    with pytest.raises(SystemExit) as done:
+        main(["flops", str(recipe), "--set", 'model.backbone.name="quitter"'])
+    err = capsys.readouterr().err.strip()
+    assert done.value.code == 1 and len(err.splitlines()) == 1
+    assert "backbone 'quitter' (exits_when_built:build, from quitter-dist 0.1) called sys.exit(5) while building" in err
