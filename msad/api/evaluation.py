@@ -155,7 +155,7 @@ def _detailed_eval_worker(job: _EvalJob) -> dict[str, Any]:
         )
     per_class: dict[str, float] = {}
     if get_rank() == 0:
-        names = {cat["id"]: cat["name"] for cat in dataset.coco.loadCats(dataset.category_ids)}
+        names = dict(dataset.label_space)  # the model's classes: the validation file may have a subset of them
         ap = evaluator.per_category_ap()
         per_class = {names[c]: ap.get(c, 0.0 if not ap else math.nan) for c in dataset.category_ids}
         if job.results is not None:

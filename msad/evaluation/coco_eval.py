@@ -46,7 +46,9 @@ class CocoEvaluator:
 
     Args:
         coco: the ground truth (``pycocotools.coco.COCO`` with its index built).
-        category_ids: ``category_ids[label]`` is the COCO category id of contiguous label ``label``.
+        category_ids: ``category_ids[label]`` is the COCO category id of contiguous label ``label``. The ground
+            truth may have a subset of them (a validation set without some training classes): only its own
+            categories are evaluated, as pycocotools does.
         backend: ``"pycocotools"`` or ``"faster_coco_eval"`` (see the module docstring).
 
     Raises:
@@ -64,9 +66,6 @@ class CocoEvaluator:
         self._fast_ground_truth: Any = None
         self.coco = coco
         self.category_ids = [int(c) for c in category_ids]
-        unknown = sorted(set(self.category_ids) - set(coco.getCatIds()))
-        if unknown:
-            raise ValueError(f"category ids {unknown} are not categories of the ground truth")
         self._known_images = set(coco.getImgIds())
         #: image id -> float64 array [K, 6] of (x, y, w, h, score, category_id); first add() of an id wins.
         self._results: dict[int, np.ndarray] = {}

@@ -86,8 +86,17 @@ def test_bad_inputs_are_refused():
         evaluator.add([10], [Detections(torch.zeros(1, 4), torch.ones(1), torch.tensor([2]))])
     with pytest.raises(ValueError, match="2 image ids but 1"):
         evaluator.add([10, 20], [h.perfect(10)])
-    with pytest.raises(ValueError, match=r"category ids \[3\]"):
-        CocoEvaluator(h.make_coco(), [1, 3])
+
+
+def test_a_ground_truth_with_a_subset_of_the_classes_is_evaluated_on_its_own():
+    evaluator = CocoEvaluator(h.make_coco(), [*h.CATEGORY_IDS, 3])  # the model also knows category 3, absent here
+    extra = Detections(torch.tensor([[0.0, 0.0, 9.0, 9.0]]), torch.tensor([0.99]), torch.tensor([2]))
+    for image_id in (10, 20):
+        det = h.perfect(image_id)
+        evaluator.add([image_id], [Detections(torch.cat([det.boxes, extra.boxes]), torch.cat([det.scores, extra.scores]),
+                                              torch.cat([det.labels, extra.labels]))])
+    assert evaluator.summarize()["AP"] == pytest.approx(100.0)
+    assert evaluator.per_category_ap() == pytest.approx({1: 100.0, 7: 100.0})
 
 
 @pytest.mark.timeout(120)
