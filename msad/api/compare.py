@@ -21,7 +21,7 @@ import torch
 from msad.api.evaluation import evaluate
 from msad.api.flops import capacity
 from msad.api.training import build_task
-from msad.api.weights import Checkpoint, load_model, read_checkpoint
+from msad.api.weights import Checkpoint, check_compatible, load_model, read_checkpoint
 from msad.build import build_eval_collator, build_val_dataset
 from msad.config import Recipe
 from msad.errors import UsageError
@@ -84,10 +84,9 @@ def compare(
         raise UsageError(f"timing_images must be at least 1, got {timing_images}")
     inputs = [("weights file", path) for path in weights]
     check_outputs([("--json", json_out)], inputs=[*inputs, *(recipe.input_files() if recipe is not None else [])])
+    checked = [_checked(path, recipe) for path in weights]  # every file is refused, or not, before any evaluation
     rows = []
-    for index, path in enumerate(weights):
-        ckpt = read_checkpoint(path)
-        run_recipe = _recipe_for(ckpt, recipe)
+    for index, (path, (ckpt, run_recipe)) in enumerate(zip(weights, checked, strict=True)):
         metrics = evaluate(run_recipe, path, batch_size=batch_size)["metrics"]
         speed, device, size = _throughput(ckpt, run_recipe, timing_images=timing_images, batch_size=batch_size)
         rows.append(ComparisonRow(
@@ -97,6 +96,20 @@ def compare(
     if json_out is not None:
         atomic_write_text(json_out, _rows_json(rows))
     return rows
+
+
+def _checked(path: str | Path, recipe: Recipe | None) -> tuple[Checkpoint, Recipe]:
+    """``(checkpoint, the recipe it is evaluated with)``: the file read and checked as far as it can be without
+    evaluating it (format, integrity, finite values, its weights fit its architecture, the recipe's width).
+
+    Raises:
+        CheckpointError: naming the file.
+    """
+    ckpt = read_checkpoint(path)
+    run_recipe = _recipe_for(ckpt, recipe)
+    check_compatible(ckpt, run_recipe)
+    load_model(ckpt)
+    return ckpt, run_recipe
 
 
 def _rows_json(rows: list[ComparisonRow]) -> str:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
+
 import pytest
 
 from msad import api
@@ -55,3 +57,59 @@ def test_cli_prints_one_table(trained_baseline: api.TrainResult, trained_student
     lines = [line for line in out.splitlines() if line.startswith("│")]
     assert [line.split("│")[1].strip() for line in lines] == ["HR baseline", "student"]
     assert "nan" not in out.lower() and "images/s" in out
+
+
+# ---------------------------------------------------------------- #23: every file checked before the first evaluation
+def _bad_copy(kind: str, good, tmp_path):
+    """A weights file of ``kind`` that ``compare`` must refuse (``good``: a trained run to derive it from)."""
+    import torch
+
+    from msad.serialization import load_weights, save_weights
+
+    path = tmp_path / f"{kind}.safetensors"
+    state, meta = load_weights(good.weights)
+    first_float = next(k for k, v in state.items() if v.is_floating_point())
+    if kind == "missing":
+        return path
+    if kind == "pickle":
+        torch.save(state, path)
+    elif kind == "backbone":
+        save_weights(path, state, {**meta, "role": "backbone"})
+    elif kind == "onnx":
+        path.write_bytes(b"\x08\x09\x12\x07pytorch\x3a\x02\x0a\x00")
+    elif kind == "nan":
+        save_weights(path, {**state, first_float: torch.full_like(state[first_float], float("nan"))}, meta)
+    elif kind == "int32":
+        save_weights(path, {**state, first_float: state[first_float].to(torch.int32)}, meta)
+    return path
+
+
+@pytest.mark.parametrize(("kind", "words"), [
+    ("missing", "checkpoint not found"),
+    ("pickle", "looks like a PyTorch pickle"),
+    ("backbone", "a backbone file, not detector weights"),
+    ("onnx", "this is an ONNX file"),
+    ("nan", "holds NaN or infinite values"),
+    ("int32", "wrong kind of number (e.g. "),
+])
+def test_a_bad_second_file_is_refused_before_the_first_is_evaluated(
+    kind: str, words: str, trained_baseline: api.TrainResult, tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from msad.errors import CheckpointError
+
+    def evaluated(*args, **kwargs):
+        raise AssertionError("the first file was evaluated before the second was checked")
+
+    monkeypatch.setattr(sys.modules["msad.api.compare"], "evaluate", evaluated)
+    bad = _bad_copy(kind, trained_baseline, tmp_path)
+    with pytest.raises(CheckpointError) as info:
+        compare([trained_baseline.weights, bad])
+    assert str(bad) in str(info.value) and words in str(info.value) and "\n" not in str(info.value)
+
+
+def test_cli_prints_no_speed_for_refused_weights(trained_baseline: api.TrainResult, tmp_path, capsys) -> None:
+    bad = _bad_copy("nan", trained_baseline, tmp_path)
+    with pytest.raises(SystemExit) as done:
+        main(["compare", str(trained_baseline.weights), str(bad)])
+    out, err = capsys.readouterr()
+    assert done.value.code == 1 and "images/s" not in out and len(err.strip().splitlines()) == 1
