@@ -15,8 +15,9 @@ from typing import Any
 from msad.build import STAGES
 from msad.config import Recipe
 from msad.data import CocoDetection
-from msad.errors import DataError, RecipeError, RunStateError, UsageError
+from msad.errors import CheckpointError, DataError, RecipeError, RunStateError, UsageError
 from msad.outputs import check_outputs, same_file
+from msad.serialization import read_metadata
 
 __all__ = ["RUN_FILES", "check_run_directory", "check_run_outputs", "check_trainable", "recipe_differences"]
 
@@ -37,6 +38,8 @@ def check_run_directory(recipe: Recipe, role: str, output: Path, *, resume: bool
         raise UsageError("--resume and --force contradict each other: --resume continues the run, --force starts it over")
     if output.exists() and not output.is_dir():
         raise RunStateError(f"output {output} is a file, not a directory; choose another --output")
+    if resume:
+        _check_run_role(output, role)
     saved = output / "recipe.json"
     if resume and (output / "state.json").is_file() and saved.is_file():
         try:
@@ -54,6 +57,26 @@ def check_run_directory(recipe: Recipe, role: str, output: Path, *, resume: bool
     if not resume and user_recipe.is_file() and not saved.is_file():
         raise RunStateError(
             f"{user_recipe} is not from an msad run and the run would overwrite it; choose another --output"
+        )
+
+
+def _check_run_role(output: Path, role: str) -> None:
+    """Refuse to resume, as ``role``, a run another command made (its weights say which).
+
+    Raises:
+        RunStateError: naming the command that made the run.
+    """
+    weights = output / "last.safetensors"
+    if not weights.is_file():
+        return
+    try:
+        found = read_metadata(weights).get("role")
+    except CheckpointError:
+        return  # an unreadable checkpoint is the resume's own error to report
+    if found in STAGES and found != role:
+        raise RunStateError(
+            f"cannot resume {output} with `msad {STAGES[role]}`: it holds a {found} run, made by `msad {STAGES[found]}`; "
+            f"resume it with `msad {STAGES[found]} … --resume`, or choose another --output"
         )
 
 

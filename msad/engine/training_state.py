@@ -21,7 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from msad.errors import CheckpointError
-from msad.serialization import atomic_write_text, read_tensors, save_tensors
+from msad.serialization import atomic_write_text, read_tensors, save_tensors, state_mismatch
 
 __all__ = [
     "STATE_FORMAT",
@@ -228,7 +228,10 @@ def _prefixed(tensors: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
 
 
 def _load_module(module: nn.Module, state: dict[str, Tensor], source: Path) -> None:
-    """``load_state_dict(strict=True)`` with a :class:`CheckpointError` on mismatch."""
+    """``load_state_dict(strict=True)`` with a one-line :class:`CheckpointError` on mismatch."""
+    problem = state_mismatch(module.state_dict(), state)
+    if problem:
+        raise CheckpointError(f"{source}: saved model does not fit this model: {problem}")
     try:
         module.load_state_dict(state, strict=True)
     except RuntimeError as err:

@@ -148,3 +148,21 @@ def test_a_restarted_rank_refuses_a_directory_holding_another_run(tiny_recipe: R
     monkeypatch.setenv("TORCHELASTIC_RESTART_COUNT", "1")  # what torchrun sets in a restarted rank
     with pytest.raises(RunStateError, match=r"cannot resume .* differs from the run's in solver\.lr"):
         api.train(tiny_recipe, output=out)
+
+
+def test_resuming_a_teacher_run_with_train_names_the_command_that_made_it(
+    trained_teacher: api.TrainResult, tiny_recipe: Recipe, tmp_path: Path
+) -> None:
+    import shutil
+
+    from msad.errors import RunStateError
+
+    run = tmp_path / "teacher_run"
+    shutil.copytree(trained_teacher.output, run)
+    before = {p.name: p.stat().st_mtime_ns for p in run.iterdir()}
+    with pytest.raises(RunStateError) as info:
+        api.train(tiny_recipe, output=run, resume=True)
+    message = str(info.value)
+    assert "holds a teacher run, made by `msad teacher`" in message and "msad teacher … --resume" in message
+    assert "\n" not in message and "state_dict" not in message
+    assert {p.name: p.stat().st_mtime_ns for p in run.iterdir()} == before
