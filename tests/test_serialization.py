@@ -187,6 +187,11 @@ def test_non_finite_weights_are_refused_naming_the_tensor(tmp_path, bad):
         load_weights(path)
 
 
+def test_large_finite_weights_whose_sum_overflows_load(tmp_path):
+    path = save_weights(tmp_path / "w.safetensors", {"big": torch.full((8,), 3e38)}, {})
+    assert torch.equal(load_weights(path)[0]["big"], torch.full((8,), 3e38))
+
+
 def test_int_weights_where_floats_are_expected_are_named():
     expected = {"conv.weight": torch.zeros(2, 2), "bn.num_batches_tracked": torch.tensor(0)}
     state = {"conv.weight": torch.zeros(2, 2, dtype=torch.int32), "bn.num_batches_tracked": torch.tensor(5)}
