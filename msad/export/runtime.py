@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from msad import file_formats
 from msad.data import resized_shape
 from msad.data.transforms import resize_image
 from msad.export.decode import decode_detections
@@ -26,7 +27,7 @@ RUNTIMES = {".onnx": "onnx", ".pt2": "torch.export"}
 
 
 def open_backend(path: str | Path, *, device: str = "cpu", threads: int | None = None, trust_pt2: bool = False):
-    """The backend of an exported file, chosen by its suffix (``.onnx`` or ``.pt2``).
+    """The backend of an exported file, chosen by its content (ONNX or a ``.pt2`` archive), else by its suffix.
 
     A ``.pt2`` archive is loaded only with ``trust_pt2`` (loading one can run code it holds:
     :func:`msad.export.program.check_archive`); an ``.onnx`` file is data.
@@ -34,13 +35,20 @@ def open_backend(path: str | Path, *, device: str = "cpu", threads: int | None =
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such exported model: {path}")
-    if path.suffix == ".onnx":
+    kind = file_formats.sniff(path)
+    if kind in (file_formats.SAFETENSORS, file_formats.PICKLE):
+        raise ExportError(
+            f"{path}: this is {file_formats.describe(kind)}, not an exported model (a .onnx or .pt2 file from "
+            "`msad export`); msad weights run with `--runtime torch`"
+        )
+    suffix = {file_formats.ONNX: ".onnx", file_formats.PT2: ".pt2"}.get(kind, path.suffix)
+    if suffix == ".onnx":
         from msad.export.onnx import OnnxBackend
 
         if device not in ("auto", "cpu"):
             raise ExportError(f"{path}: the ONNX runtime here runs on the CPU only, not {device!r}")
         return OnnxBackend(path, threads=threads)
-    if path.suffix == ".pt2":
+    if suffix == ".pt2":
         from msad.export.program import ProgramBackend
 
         return ProgramBackend(path, device="cpu" if device == "auto" else device, trust=trust_pt2)

@@ -108,3 +108,14 @@ def test_a_pt2_class_count_that_does_not_fit_the_graph_is_refused(tmp_path: Path
     torch.export.save(program, str(path), extra_files={SPEC_FILE: _spec(classes=["a"], category_ids=[1]).to_json()})
     with pytest.raises(ExportError, match=r"m.pt2: its msad metadata names 1 classes but the graph predicts 4"):
         ProgramBackend(path)
+
+
+def test_exported_files_are_opened_by_their_content(tmp_path: Path) -> None:
+    from msad.export.runtime import ExportedDetector
+    from msad.serialization import save_weights
+
+    weights = save_weights(tmp_path / "weights.onnx", {"a": torch.ones(2)}, {"role": "baseline"})
+    with pytest.raises(ExportError, match=r"weights.onnx: this is a safetensors file, not an exported model .*--runtime torch"):
+        ExportedDetector(weights)
+    misnamed = _onnx_file(tmp_path / "model.pt2", _spec().to_json())
+    assert ExportedDetector(misnamed).spec == _spec()
