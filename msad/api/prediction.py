@@ -30,6 +30,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
+from msad import file_formats
 from msad.api.prediction_files import (
     IMAGE_SUFFIXES, PREDICTIONS, STAGING_PREFIX, check_output_dir, coco_ids, drawing_names, find_images, relative_names,
     search_images,
@@ -186,8 +187,9 @@ def predict(
     """Run weights on images; write ``predictions.json`` (COCO results) and drawn PNGs into ``output``.
 
     ``runtime``: ``torch`` (msad weights), ``onnx`` or ``torch.export`` (a file from ``msad export``), or ``auto``
-    (by the file's suffix). ``inputs`` are files, folders (searched recursively, ``output`` excepted) or glob
-    patterns. Drawings mirror each image's path relative to the folder that holds all inputs.
+    (by the file's content; by its suffix when the content is not one msad knows). ``inputs`` are files, folders
+    (searched recursively, ``output`` excepted) or glob patterns. Drawings mirror each image's path relative to the
+    folder that holds all inputs.
 
     Args:
         annotations: a COCO annotation file whose image ids (matched by ``file_name``) and category ids
@@ -313,8 +315,7 @@ def _predictor(
     """A :class:`Predictor` for msad weights, or an :class:`~msad.export.ExportedDetector` for an exported file."""
     if runtime not in RUNTIME_CHOICES:
         raise UsageError(f"--runtime must be one of {', '.join(RUNTIME_CHOICES)}, got {runtime!r}")
-    suffix = Path(weights).suffix
-    exported = {".onnx": "onnx", ".pt2": "torch.export"}.get(suffix)
+    exported = _exported_runtime(weights)
     if runtime == "auto":
         runtime = exported or "torch"
     if runtime == "torch":
@@ -330,3 +331,12 @@ def _predictor(
     from msad.export import ExportedDetector
 
     return ExportedDetector(weights, score_threshold=score_threshold, device=device, trust_pt2=trust_pt2)
+
+
+def _exported_runtime(weights: str | Path) -> str | None:
+    """The runtime of an exported file (``onnx`` / ``torch.export``) told by its content, or by its suffix when the
+    content is not one msad knows; ``None`` for msad weights."""
+    kind = file_formats.sniff(weights)
+    if kind is not None:
+        return {file_formats.ONNX: "onnx", file_formats.PT2: "torch.export"}.get(kind)
+    return {".onnx": "onnx", ".pt2": "torch.export"}.get(Path(weights).suffix)

@@ -124,3 +124,10 @@ def test_draw_threshold_hides_boxes_from_the_drawings_only(trained_baseline: api
         assert np.array_equal(np.asarray(Image.open(hidden).convert("RGB")), original)
     assert any(not np.array_equal(np.asarray(Image.open(p).convert("RGB")), read_image(by_stem[p.stem]).permute(1, 2, 0).numpy())
                for p in shown.images)
+
+
+def test_the_runtime_is_chosen_by_content_not_name(trained_baseline: api.TrainResult, image_dir: Path, tmp_path: Path) -> None:
+    misnamed = tmp_path / "weights.onnx"  # msad weights whatever the name says (#23)
+    shutil.copy(trained_baseline.weights, misnamed)
+    result = api.predict(misnamed, [image_dir], tmp_path / "out", score_threshold=0.0, device="cpu", draw=False)
+    assert result.count > 0
