@@ -88,8 +88,11 @@ def test_bad_inputs_are_refused():
         evaluator.add([10, 20], [h.perfect(10)])
 
 
-def test_a_ground_truth_with_a_subset_of_the_classes_is_evaluated_on_its_own():
-    evaluator = CocoEvaluator(h.make_coco(), [*h.CATEGORY_IDS, 3])  # the model also knows category 3, absent here
+@pytest.mark.parametrize("backend", ["pycocotools", "faster_coco_eval"])
+def test_a_ground_truth_with_a_subset_of_the_classes_is_evaluated_on_its_own(backend: str):
+    if backend == "faster_coco_eval":
+        pytest.importorskip("faster_coco_eval")
+    evaluator = CocoEvaluator(h.make_coco(), [*h.CATEGORY_IDS, 3], backend=backend)  # the model also knows category 3
     extra = Detections(torch.tensor([[0.0, 0.0, 9.0, 9.0]]), torch.tensor([0.99]), torch.tensor([2]))
     for image_id in (10, 20):
         det = h.perfect(image_id)
