@@ -69,7 +69,7 @@ def export(
     """
     targets = export_targets(out)
     folder = None if Path(out).suffix in (".onnx", ".pt2") else out
-    check_outputs([("export output", t) for t in targets], inputs=[("weights", weights)], within=folder)
+    check_outputs([("OUT", t) for t in targets], inputs=[("WEIGHTS", weights)], within=folder)
     ckpt = read_checkpoint(weights)
     if input_frame is not None and ckpt.role != "student":
         raise UsageError(

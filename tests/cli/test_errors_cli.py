@@ -125,7 +125,7 @@ def test_compare_json_onto_a_weights_file_is_refused_before_evaluating(trained_b
 def test_export_onto_its_own_input_is_refused(trained_baseline, tmp_path: Path, capsys) -> None:
     weights = _copy(trained_baseline.weights, tmp_path / "w.onnx")  # a weights file named .onnx
     before = weights.read_bytes()
-    fails(["export", weights, weights], capsys, 2, "would overwrite the input weights")
+    fails(["export", weights, weights], capsys, 2, f"OUT {weights} would overwrite the input WEIGHTS {weights}; choose another OUT")
     assert weights.read_bytes() == before
 
 
