@@ -9,7 +9,6 @@ from typing import Any
 import numpy as np
 from PIL import Image
 from torch import Tensor
-from torchvision.utils import draw_bounding_boxes
 
 from msad.structures import Detections
 
@@ -34,6 +33,9 @@ def draw_detections(
 
     Boxes must be in the frame of ``image``. ``labels``: write each box's class name and score in its top-left corner.
     """
+    # imported here: torchvision.utils pulls in torch's compiler stack, which `import msad.api` must not pay for
+    from torchvision.utils import draw_bounding_boxes
+
     image = image.cpu()
     if len(detections.boxes):
         label_ids = [int(label) for label in detections.labels.tolist()]
