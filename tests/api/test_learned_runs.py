@@ -44,6 +44,8 @@ def _with_even_fusion(weights: Path, out: Path) -> Path:
     from safetensors import safe_open
     from safetensors.torch import save_file
 
+    from msad.serialization import DIGEST_KEY, tensors_digest
+
     with safe_open(str(weights), "pt") as f:
         metadata = f.metadata()
         state = {k: f.get_tensor(k) for k in f.keys()}
@@ -51,7 +53,8 @@ def _with_even_fusion(weights: Path, out: Path) -> Path:
     assert fusion_keys, "the teacher checkpoint has no C-FF weights"
     for k in fusion_keys:
         state[k] = torch.zeros_like(state[k])
-    save_file(state, str(out), metadata=metadata)
+    # an edit made on purpose: record the edited tensors' digest, as msad's own save does
+    save_file(state, str(out), metadata={**metadata, DIGEST_KEY: tensors_digest(state)})
     return out
 
 
