@@ -20,11 +20,9 @@ from typing import Any
 from msad.config import Recipe
 from msad.data import load_coco_json, resized_shape
 from msad.data.preflight import PROBLEM_KINDS, ImageCheck, box_clipped, box_problem, inspect_image
+from msad.data.synth import coco_size_bin
 
-__all__ = ["DataProblem", "SplitSummary", "DataCheckReport", "check_data", "SIZE_BOUNDS"]
-
-#: COCO's object-size bounds: area < 32² is small, < 96² medium, the rest large.
-SIZE_BOUNDS = (32**2, 96**2)
+__all__ = ["DataProblem", "SplitSummary", "DataCheckReport", "check_data"]
 
 
 @dataclass(frozen=True)
@@ -167,13 +165,13 @@ def _check_split(
 
 
 def _size_bin(ann: dict[str, Any], width: int | None, height: int | None, short: int, max_size: int, scale: float) -> int:
-    """0, 1 or 2: small, medium or large by :data:`SIZE_BOUNDS` of the annotation's ``area`` (what COCOeval's
-    APs/APm/APl use; ``w × h`` when absent) once the image is resized for the network."""
+    """0, 1 or 2: small, medium or large (:func:`msad.data.synth.coco_size_bin`) of the annotation's ``area``
+    (what COCOeval's APs/APm/APl use; ``w × h`` when absent) once the image is resized for the network."""
     area = float(ann["area"]) if _finite(ann.get("area")) else float(ann["bbox"][2]) * float(ann["bbox"][3])
     if width and height:
         new_h, new_w = resized_shape(height, width, short, max_size, scale)
         area *= (new_w / width) * (new_h / height)
-    return 0 if area < SIZE_BOUNDS[0] else 1 if area < SIZE_BOUNDS[1] else 2
+    return coco_size_bin(area)
 
 
 def _finite(value: Any) -> bool:

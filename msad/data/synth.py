@@ -27,7 +27,8 @@ from PIL import Image, ImageDraw
 from msad.serialization import atomic_write_text
 
 __all__ = ["SYNTH_CATEGORIES", "SYNTH_PROFILES", "SynthProfile", "SynthSummary", "generate_synthetic_coco", "render_image",
-           "synth_profile", "size_fractions", "synthetic_files"]
+           "synth_profile", "size_fractions", "synthetic_files",
+           "COCO_SIZE_BOUNDS", "coco_size_bin"]
 
 #: ``(coco_id, name)`` of the synthetic classes; ids are non-contiguous like COCO's
 SYNTH_CATEGORIES: tuple[tuple[int, str], ...] = (
@@ -125,12 +126,20 @@ def synth_profile(name: str) -> SynthProfile:
     raise ValueError(f"unknown synthetic profile {name!r}; choose from {', '.join(SYNTH_PROFILES)}")
 
 
+#: COCO's object-size bounds (what COCOeval's APs/APm/APl use): area < 32² is small, < 96² medium, the rest large.
+COCO_SIZE_BOUNDS = (32**2, 96**2)
+
+
+def coco_size_bin(area: float) -> int:
+    """0, 1 or 2: small, medium or large by :data:`COCO_SIZE_BOUNDS`."""
+    return 0 if area < COCO_SIZE_BOUNDS[0] else 1 if area < COCO_SIZE_BOUNDS[1] else 2
+
+
 def size_fractions(areas: Sequence[float]) -> tuple[float, float, float]:
-    """Fractions of ``areas`` that COCO calls small (< 32²), medium (< 96²) and large."""
+    """Fractions of ``areas`` that COCO calls small, medium and large (:func:`coco_size_bin`)."""
     n = max(len(areas), 1)
-    small = sum(a < 32**2 for a in areas)
-    medium = sum(32**2 <= a < 96**2 for a in areas)
-    return small / n, medium / n, (len(areas) - small - medium) / n
+    bins = [coco_size_bin(a) for a in areas]
+    return bins.count(0) / n, bins.count(1) / n, bins.count(2) / n
 
 
 def synthetic_files(*, train: int, val: int) -> list[str]:
