@@ -250,7 +250,7 @@ def _onnx_infer(model: nn.Module, spec, x: torch.Tensor, sizes) -> Callable[[], 
 
 
 def _deploy_spec(role: str, recipe, input_frame: str):
-    from msad.api.weights import Checkpoint
+    from msad.checkpoint import Checkpoint
     from msad.export.deploy import deploy_spec
 
     labels = [(i, str(i)) for i in range(NUM_CLASSES)]

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from msad.api.training import build_task
-from msad.api.weights import Checkpoint, load_model, read_checkpoint
+from msad.checkpoint import Checkpoint, load_model, read_checkpoint
 from msad.build import build_eval_collator, build_train_collator, build_train_dataset, build_val_dataset
 from msad.config import Recipe, load_recipe
 from msad.data import build_test_loader, build_train_loader

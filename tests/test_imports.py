@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import subprocess
 import sys
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -14,6 +17,8 @@ for info in pkgutil.walk_packages(root.__path__, root.__name__ + "."):
     importlib.import_module(info.name)
 print(sorted(m for m in sys.modules if m == "msad.engine" or m.startswith("msad.engine.")))
 """
+
+_ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("package", ["models", "evaluation"])
@@ -28,3 +33,33 @@ def test_slimmable_checkpoint_reader_does_not_import_the_network() -> None:
     probe = "import sys, msad.models.backbones.slimmable_checkpoint; print('msad.models.backbones.slimmable_resnet' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"  # the network imports its weight readers, never the other way round
+
+
+def _imported_modules(path: Path) -> Iterator[tuple[int, set[str]]]:
+    """``(line, modules)`` of every import statement in a source file, type-checking-only ones included: the module
+    and, for ``from … import name``, ``module.name`` too (``from msad import api`` is ``msad.api``); relative imports
+    are resolved against the file's package."""
+    package = ".".join(path.relative_to(_ROOT).with_suffix("").parts)
+    if path.name != "__init__.py":
+        package = package.rpartition(".")[0]
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+        if isinstance(node, ast.Import):
+            yield node.lineno, {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.rsplit(".", node.level - 1)[0]
+                base = f"{parent}.{base}" if base else parent
+            yield node.lineno, {base} | {f"{base}.{alias.name}" for alias in node.names}
+
+
+def test_nothing_below_the_api_imports_it() -> None:
+    """Only ``msad.api`` itself and the CLI over it import ``msad.api`` (no import runs upward, even for types)."""
+    upward = [
+        f"{path.relative_to(_ROOT)}:{line} imports msad.api"
+        for path in sorted((_ROOT / "msad").rglob("*.py"))
+        if path.relative_to(_ROOT / "msad").parts[0] not in ("api", "cli")
+        for line, modules in _imported_modules(path)
+        if any(module == "msad.api" or module.startswith("msad.api.") for module in modules)
+    ]
+    assert not upward, "\n".join(upward)

@@ -17,7 +17,7 @@ from msad.api.evaluation import METRICS, TEACHER_BRANCHES, evaluate, evaluate_br
 from msad.api.misc import plugins, synth_data
 from msad.api.prediction import PredictResult, Predictor, predict
 from msad.api.training import TrainResult, distill, train, train_teacher
-from msad.api.weights import Checkpoint, load_model, read_checkpoint
+from msad.checkpoint import Checkpoint, load_model, read_checkpoint
 
 __all__ = [
     "ComparisonRow",

@@ -21,7 +21,7 @@ import torch
 from msad.api.evaluation import evaluate
 from msad.api.flops import capacity
 from msad.api.training import build_task
-from msad.api.weights import Checkpoint, check_compatible, load_model, read_checkpoint
+from msad.checkpoint import Checkpoint, check_compatible, load_model, read_checkpoint
 from msad.build import build_eval_collator, build_val_dataset
 from msad.config import Recipe
 from msad.errors import UsageError

@@ -11,7 +11,7 @@ from typing import Any
 
 from torch import nn
 
-from msad.api.weights import detector_metadata, load_state
+from msad.checkpoint import detector_metadata, load_state
 from msad.build import build_model
 from msad.config import Recipe, load_recipe
 from msad.convert.coco_classes import COCO_2017_CLASSES

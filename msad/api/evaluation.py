@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from msad.api.training import build_task
-from msad.api.weights import check_compatible, load_model, read_checkpoint
+from msad.checkpoint import check_compatible, load_model, read_checkpoint
 from msad.config import Recipe, recipe_from_dict
 from msad.api._situations import user_situations
 from msad.build import build_eval_collator, build_val_dataset

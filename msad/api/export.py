@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from msad.api._situations import user_situations
-from msad.api.weights import load_model, read_checkpoint
+from msad.checkpoint import load_model, read_checkpoint
 from msad.errors import UsageError
 from msad.export.deploy import DeployModel, DeploySpec, ExportError, deploy_spec
 from msad.export.program import save_program, trace

@@ -35,7 +35,7 @@ from msad.api.prediction_files import (
     IMAGE_SUFFIXES, PREDICTIONS, STAGING_PREFIX, check_output_dir, coco_ids, drawing_names, find_images, relative_names,
     search_images,
 )
-from msad.api.weights import Checkpoint, load_model, read_checkpoint
+from msad.checkpoint import Checkpoint, load_model, read_checkpoint
 from msad.build import build_eval_collator, build_postprocess
 from msad.data import read_image, resized_shape
 from msad.data.transforms import resize_image

@@ -16,7 +16,7 @@ from typing import Any
 
 from torch import nn
 
-from msad.api.weights import Checkpoint, check_compatible, detector_metadata, load_model, read_checkpoint
+from msad.checkpoint import Checkpoint, check_compatible, detector_metadata, load_model, read_checkpoint
 from msad.build import (
     STAGES, build_criterion, build_distill_loss, build_eval_collator, build_evaluator, build_model, build_postprocess,
     build_train_collator, build_train_dataset, build_val_dataset, run_settings, solver_settings,

@@ -24,7 +24,7 @@ from msad.ops.postprocess import FCOSPostProcess
 from msad.structures import LevelOutputs
 
 if TYPE_CHECKING:
-    from msad.api.weights import Checkpoint
+    from msad.checkpoint import Checkpoint
 
 __all__ = ["ExportError", "INPUT_FRAMES", "OUTPUT_FIELDS", "DeploySpec", "DeployModel", "deploy_spec", "output_names", "split_outputs"]
 

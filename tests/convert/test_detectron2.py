@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from msad.api.convert import convert_detectron2
-from msad.api.weights import load_model, read_checkpoint
+from msad.checkpoint import load_model, read_checkpoint
 from msad.build import build_model
 from msad.config import load_recipe
 from msad.convert.detectron2 import (

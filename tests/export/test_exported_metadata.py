@@ -87,7 +87,7 @@ def test_a_class_count_that_does_not_fit_the_graph_is_refused(tmp_path: Path) ->
 
 
 def test_an_onnx_file_given_as_weights_is_called_an_onnx_file(tmp_path: Path) -> None:
-    from msad.api.weights import read_checkpoint
+    from msad.checkpoint import read_checkpoint
     from msad.errors import CheckpointError
 
     path = _onnx_file(tmp_path / "model.onnx", _spec().to_json())

@@ -1,4 +1,7 @@
-"""Reading and writing detector weights with their metadata, and rebuilding a model from them."""
+"""Detector weights files: their metadata, reading and checking them, and rebuilding a model from them.
+
+Below :mod:`msad.api` (it builds on :mod:`msad.build`), so export, conversion and the API all read checkpoints here.
+"""
 
 from __future__ import annotations
 
