@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 import re
 
 import pytest
@@ -57,6 +58,12 @@ def test_progress_lines_keep_count_and_eta_and_fit_the_width(width: int) -> None
     lines = out.file.getvalue().splitlines()
     assert "7/120" in lines[0] and "1:15<20:10" in lines[0]
     assert all(len(line) <= width for line in lines) and lines[-1].endswith("…")
+
+
+@pytest.mark.parametrize(("value", "text"), [(12.345, "12.35"), (0, "0.00"), (math.nan, "–"), (None, "–"),
+                                             (math.inf, "–"), ("0.25x", "0.25x")])
+def test_format_metric(value: object, text: str) -> None:
+    assert format_metric(value) == text
 
 
 def test_undefined_metrics_read_the_same_everywhere() -> None:

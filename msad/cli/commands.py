@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 from rich.table import Table
 
-from msad.console import LoopProgress, format_metric, make_console, plural  # format_metric: re-exported, it lived here
+from msad.console import LoopProgress, format_metric, make_console, plural
 from msad.cli.choices import Branch, DeviceOpt, EvalBackend, InputScale, PrecisionOpt, Runtime
 from msad.cli.lazy import lazy_module
 
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 api = lazy_module("msad.api")
 config = lazy_module("msad.config")
 
-__all__ = ["register", "format_metric", "metrics_table", "rows_table"]
+__all__ = ["register", "metrics_table", "rows_table"]
 
 _out = make_console()
 _err = make_console(stderr=True)

@@ -14,7 +14,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from msad._pydantic_errors import describe_validation_error, dotted, suggest
-from msad.config.recipe import PluginSpec, Recipe, known_keys, model_class_at
+from msad.config.common import PluginSpec
+from msad.config.recipe import Recipe, known_keys, model_class_at
 from msad.errors import MsadError, RecipeError
 
 __all__ = ["load_recipe", "recipe_from_dict", "apply_overrides", "parse_override", "deep_merge"]

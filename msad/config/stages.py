@@ -102,10 +102,11 @@ class TeacherRecipe(BaseModel):
 
     ``bn = "shared"`` (the paper) normalises both resolutions with one set of backbone BatchNorms;
     ``"per_resolution"`` (beyond the paper) gives each resolution a private set, switched by branch as a
-    slimmable network switches BN by width. ``fusion_weight`` is the old name of ``loss_weights.fused``
-    (still read; giving both with different values is an error). ``sync_bn`` (``true``, ``false`` or ``"auto"``)
-    replaces ``run.sync_bn`` for the teacher stage only; left out, the teacher follows ``run.sync_bn``. The
-    reference trains its w0.5 and w0.75 teachers with per-GPU BN and every other stage with SyncBN.
+    slimmable network switches BN by width. ``fusion_weight`` is msad 0.1's name of ``loss_weights.fused``
+    (still read: 0.1 recipes and weights files use it; giving both with different values is an error).
+    ``sync_bn`` (``true``, ``false`` or ``"auto"``) replaces ``run.sync_bn`` for the teacher stage only; left
+    out, the teacher follows ``run.sync_bn``. The reference trains its w0.5 and w0.75 teachers with per-GPU BN
+    and every other stage with SyncBN.
     """
 
     model_config = _STRICT

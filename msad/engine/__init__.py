@@ -4,11 +4,13 @@ It knows nothing about detection: it trains any :class:`TrainTask`. Import the p
 and atomic writes are :mod:`msad.serialization`'s, the collectives (rank, world size, gather…) :mod:`msad.comm`'s.
 """
 
+from msad.engine.contract import TrainingDiverged, TrainTask
 from msad.engine.distributed import LaunchError, launch, resolve_device
 from msad.engine.ema import ModelEMA
+from msad.engine.output_dir import RunExistsError
 from msad.engine.schedule import LRSchedule, build_optimizer, lr_at
 from msad.engine.settings import RunSettings, SolverSettings
-from msad.engine.trainer import RunExistsError, Trainer, TrainingDiverged, TrainTask, seed_everything
+from msad.engine.trainer import Trainer, seed_everything
 from msad.engine.training_state import TrainingState, load_training_state, save_training_state
 
 __all__ = [

@@ -19,12 +19,13 @@ import torch
 
 import msad
 from msad.console import on_terminal
-from msad.engine.progress import Progress  # re-exported: it lived here
+from msad.engine.progress import Progress  # re-exported: msad 0.1's import path (released API)
 from msad.serialization import atomic_write_text
 
 __all__ = ["MetricsWriter", "finite_or_none", "strict_json", "read_metrics", "Progress", "use_rich_progress", "environment_info"]
 
-use_rich_progress = on_terminal  # the old name: a live display only on a terminal and never under ``CI=true``
+# msad 0.1's name (released API), kept: a live display only on a terminal and never under ``CI=true``
+use_rich_progress = on_terminal
 
 
 class MetricsWriter:

@@ -34,11 +34,12 @@ from msad.console import format_metric, plural, timestamped
 from msad.engine import distributed as du
 from msad.engine.contract import LoaderFactory, TrainingDiverged, TrainTask
 from msad.engine.ema import ModelEMA
-from msad.engine.metrics import MetricsWriter, Progress, environment_info, read_metrics
+from msad.engine.metrics import MetricsWriter, environment_info, read_metrics
 from msad.engine.output_dir import (
     RunExistsError, decide_output, forget_failed_start, remove_stale_temporaries, restart_starts_over,
 )
 from msad.engine.preemption import CheckpointClock, StopSignals, agree, signal_name
+from msad.engine.progress import Progress
 from msad.engine.schedule import LRSchedule, build_optimizer
 from msad.engine.settings import RunSettings, SolverSettings
 from msad.engine.tensorboard import TensorBoardWriter, require_tensorboard
@@ -54,8 +55,8 @@ from msad.plots import plot_curves
 from msad.serialization import atomic_write_text, save_weights
 
 __all__ = ["TrainTask", "TrainingDiverged", "RunExistsError", "Trainer", "seed_everything"]
-# TrainTask, TrainingDiverged (msad.engine.contract), RunExistsError and remove_stale_temporaries
-# (msad.engine.output_dir) live elsewhere; re-exported here for old imports.
+# TrainTask, TrainingDiverged (msad.engine.contract) and RunExistsError (msad.engine.output_dir) live elsewhere;
+# re-exported here because msad 0.1 released them from this module.
 
 #: What :meth:`Trainer.run_step` returns: ``(iteration, lr, names, device values)``.
 StepResult = tuple[int, float, list[str], Tensor]

@@ -62,22 +62,6 @@ FRAMEWORK_ARGS: dict[str, tuple[str, ...]] = {
 #: Distribution whose entry points are the built-ins (always loaded, win name clashes).
 BUILTIN_DISTRIBUTION = "msad"
 
-#: Built-ins used only when msad runs from a source tree whose entry points are not installed.
-_FALLBACK_BUILTINS: dict[str, dict[str, str]] = {
-    "msad.backbones": {
-        "slimmable_resnet": "msad.models.backbones.slimmable_resnet:build_slimmable_resnet",
-        "timm": "msad.models.backbones.timm_backbone:build_timm_backbone",
-    },
-    "msad.necks": {"fpn": "msad.models.fpn:build_fpn"},
-    "msad.heads": {"fcos": "msad.models.fcos_head:build_fcos_head"},
-    "msad.distill_losses": {
-        "msad_l1": "msad.distill.losses:build_msad_l1",
-        "mse": "msad.distill.losses:build_mse",
-        "cwd": "msad.distill.losses:build_cwd",
-    },
-}
-
-
 @dataclass(frozen=True)
 class PluginInfo:
     """One row of ``msad plugins``.
@@ -171,10 +155,6 @@ def _entries(group: str) -> list[_Entry]:
         seen.add(key)
         builtin = _normalize(dist_name) == BUILTIN_DISTRIBUTION
         found.append(_Entry(ep, dist_name, version, builtin, "active"))
-    if not any(e.builtin for e in found):
-        for name, value in _FALLBACK_BUILTINS.get(group, {}).items():
-            ep = EntryPoint(name=name, value=value, group=group)
-            found.append(_Entry(ep, BUILTIN_DISTRIBUTION, "", True, "active"))
     # Built-ins first so that they win name clashes; otherwise keep discovery order.
     found.sort(key=lambda e: not e.builtin)
     winners: dict[str, str] = {}

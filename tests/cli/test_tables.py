@@ -10,7 +10,7 @@ import pytest
 from rich.console import Console
 
 from msad import api
-from msad.cli.commands import format_metric, metrics_table, rows_table
+from msad.cli.commands import metrics_table, rows_table
 from msad.cli.main import main
 
 
@@ -18,12 +18,6 @@ def render(table) -> str:
     console = Console(width=200, record=True, file=open("/dev/null", "w"))  # noqa: SIM115
     console.print(table)
     return console.export_text()
-
-
-@pytest.mark.parametrize(("value", "text"), [(12.345, "12.35"), (0, "0.00"), (math.nan, "–"), (None, "–"),
-                                             (math.inf, "–"), ("0.25x", "0.25x")])
-def test_format_metric(value, text):
-    assert format_metric(value) == text
 
 
 def test_metrics_table_shows_a_dash_for_an_undefined_metric():

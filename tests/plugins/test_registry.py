@@ -175,16 +175,6 @@ def test_validate_backbone_option_typo() -> None:
     }
 
 
-def test_source_tree_builtins_are_the_declared_entry_points() -> None:
-    """The built-ins used from an uninstalled source tree are exactly pyproject.toml's entry points."""
-    import tomllib
-    from pathlib import Path
-
-    pyproject = tomllib.loads((Path(__file__).resolve().parents[2] / "pyproject.toml").read_text(encoding="utf-8"))
-    declared = {group: dict(eps) for group, eps in pyproject["project"]["entry-points"].items() if group in registry.GROUPS}
-    assert registry._FALLBACK_BUILTINS == declared
-
-
 def test_listing_from_metadata_imports_no_plugin(extra_plugins, tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     (tmp_path / "probe_plugin_xyz.py").write_text("raise RuntimeError('imported')\n")
     monkeypatch.syspath_prepend(str(tmp_path))
