@@ -14,7 +14,7 @@ Each role gets exactly the pyramid levels it uses, so every parameter it trains 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Literal
 
 from torch import nn
@@ -258,13 +258,11 @@ def build_evaluator(
     return evaluator
 
 def solver_settings(recipe: Recipe, *, role: str) -> SolverSettings:
-    """The engine's solver settings of a role: the recipe's solver of its stage, field by field.
-
-    The engine declares no solver defaults; every value (and so every default) comes from the recipe.
-    """
+    """The engine's solver settings of a role: the recipe's solver of its stage (the recipe's ``[solver]`` table
+    is derived from :class:`SolverSettings`, so the fields are the same)."""
     if role not in STAGES:
         raise ValueError(f"unknown role {role!r}; expected one of {ROLES}")
-    return _settings(SolverSettings, recipe.solver_for(STAGES[role]).model_dump())
+    return SolverSettings(**recipe.solver_for(STAGES[role]).model_dump())
 
 
 def run_settings(recipe: Recipe, *, role: str | None = None) -> RunSettings:
@@ -275,9 +273,4 @@ def run_settings(recipe: Recipe, *, role: str | None = None) -> RunSettings:
         if role not in STAGES:
             raise ValueError(f"unknown role {role!r}; expected one of {ROLES}")
         values["sync_bn"] = recipe.sync_bn_for(STAGES[role])
-    return _settings(RunSettings, values)
-
-
-def _settings(cls: type, values: Mapping[str, Any]) -> Any:
-    """An engine settings dataclass from the recipe values of the same names."""
-    return cls(**{f.name: values[f.name] for f in fields(cls) if f.name in values})
+    return RunSettings(**values)

@@ -63,3 +63,10 @@ def test_nothing_below_the_api_imports_it() -> None:
         if any(module == "msad.api" or module.startswith("msad.api.") for module in modules)
     ]
     assert not upward, "\n".join(upward)
+
+
+def test_config_imports_no_torch() -> None:
+    """msad.config derives its solver and run tables from msad.engine.settings, which must come without torch."""
+    probe = "import sys, msad.config; print(sorted(m for m in ('torch', 'msad.engine.trainer') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -7,9 +7,20 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, model_validator
+from pydantic_core import PydanticUndefined
+
+from msad.engine.settings import (
+    AmpMode,
+    DeviceChoice,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+)
 
 __all__ = [
     "AmpMode",
@@ -22,21 +33,41 @@ __all__ = [
     "FiniteFloat",
     "Fraction",
     "PluginSpec",
+    "settings_model",
     "sync_bn_choice",
 ]
 
 _STRICT = ConfigDict(extra="forbid")
-#: Same values as ``msad.engine.settings.AmpMode`` / ``DeviceChoice`` (not imported: keeps msad.config light).
-AmpMode = Literal["off", "bf16", "fp16"]
-DeviceChoice = Literal["auto", "cpu", "cuda"]
+# AmpMode, DeviceChoice and the positive / non-negative numbers are the engine's (msad.engine.settings, no torch).
 #: Same values as ``msad.evaluation.EVAL_BACKENDS``: the COCOeval implementations.
 EvalBackend = Literal["pycocotools", "faster_coco_eval"]
-PositiveInt = Annotated[int, Field(gt=0)]
-NonNegativeInt = Annotated[int, Field(ge=0)]
-PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
-NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
 FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 Fraction = Annotated[float, Field(ge=0, le=1)]
+
+
+def settings_model(settings: type, name: str) -> type[BaseModel]:
+    """A strict recipe model with the fields, constraints and defaults of an engine settings dataclass
+    (``msad.engine.settings``), each in its TOML shape: a path is a string and a tuple a list."""
+    fields: dict[str, Any] = {}
+    for key, info in settings.__pydantic_fields__.items():
+        annotation = _toml_type(info.annotation)
+        if info.metadata:
+            annotation = Annotated[(annotation, *info.metadata)]
+        default = info.default
+        if isinstance(default, Path | tuple):
+            default = str(default) if isinstance(default, Path) else list(default)
+        fields[key] = (annotation, ... if default is PydanticUndefined else default)
+    return create_model(name, __config__=_STRICT, __module__=__name__, **fields)
+
+
+def _toml_type(annotation: Any) -> Any:
+    """``annotation`` as TOML gives it: ``Path`` → ``str``, ``tuple[X, ...]`` → ``list[X]``."""
+    if annotation is Path:
+        return str
+    args = get_args(annotation)
+    if get_origin(annotation) is tuple and len(args) == 2 and args[1] is Ellipsis:
+        return list[args[0]]  # type: ignore[valid-type]
+    return annotation
 
 
 def sync_bn_choice(value: Any) -> Any:

@@ -34,6 +34,7 @@ from msad.config.common import (  # noqa: F401 - AmpMode and PluginSpec are re-e
     PositiveFloat,
     PositiveInt,
     _default_names,
+    settings_model,
     sync_bn_choice,
 )
 from msad.config.stages import (  # noqa: F401 - the Recipe's sections; all re-exported
@@ -44,6 +45,7 @@ from msad.config.stages import (  # noqa: F401 - the Recipe's sections; all re-e
     TeacherLossWeights,
     TeacherRecipe,
 )
+from msad.engine.settings import RunSettings
 
 __all__ = [
     "PluginSpec",
@@ -142,30 +144,13 @@ class EvalRecipe(BaseModel):
     backend: EvalBackend = "pycocotools"
 
 
-class RunRecipe(BaseModel):
-    """Run directory, seed, evaluation/checkpoint/log periods and device; see ``RunSettings``.
+class RunRecipe(settings_model(RunSettings, "_RunFields")):  # type: ignore[misc]
+    """Run directory, seed, evaluation/checkpoint/log periods and device: ``[run]``.
 
-    ``best_metric = ""`` disables best-checkpoint selection (TOML has no null).
+    Its fields, constraints and defaults are :class:`msad.engine.settings.RunSettings`' (the one declaration,
+    documented there), in TOML shape (``output`` is a string). ``best_metric = ""`` disables best-checkpoint
+    selection (TOML has no null).
     """
-
-    model_config = _STRICT
-    output: str = "runs/default"
-    seed: int = 0
-    eval_period: NonNegativeInt = 0
-    checkpoint_period: NonNegativeInt = 0
-    keep_checkpoints: NonNegativeInt = 3
-    log_period: PositiveInt = 20
-    best_metric: str | None = "AP"
-    sync_bn: bool | Literal["auto"] = "auto"  # auto: SyncBN when several CUDA ranks train a BatchNorm model
-    device: DeviceChoice = "auto"
-    tensorboard: bool = False  # also TensorBoard events in output/tensorboard (pip install 'msad[tensorboard]')
-    compile: bool = False  # torch.compile the trained model's forward (evaluation and checkpoints stay eager)
-    # also write last.safetensors + the training state when this many minutes passed since the last checkpoint
-    # (decided on rank 0 at a log boundary, so every rank agrees); 0 turns it off
-    checkpoint_minutes: NonNegativeFloat = 30.0
-    # the process group's timeout: a collective that waits longer (a hung or lost rank) fails the run, which
-    # --max-restarts (or torchrun's) may then restart from the last checkpoint
-    dist_timeout_minutes: PositiveFloat = 30.0
 
     @field_validator("best_metric", mode="before")
     @classmethod

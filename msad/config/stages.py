@@ -16,15 +16,15 @@ from pydantic import BaseModel, Field, create_model, field_validator, model_vali
 
 from msad.config.common import (
     _STRICT,
-    AmpMode,
     NonNegativeFloat,
     NonNegativeInt,
     PluginSpec,
-    PositiveFloat,
     PositiveInt,
     _default_names,
+    settings_model,
     sync_bn_choice,
 )
+from msad.engine.settings import SolverSettings, steps_problem
 from msad.levels import LevelPairing
 
 __all__ = ["Stage", "SolverRecipe", "SolverOverrides", "TeacherLossWeights", "TeacherRecipe", "DistillRecipe"]
@@ -33,38 +33,19 @@ __all__ = ["Stage", "SolverRecipe", "SolverOverrides", "TeacherLossWeights", "Te
 Stage = Literal["train", "teacher", "distill"]
 
 
-class SolverRecipe(BaseModel):
-    """Optimisation hyper-parameters: the one declaration of the solver's fields and their defaults.
+class SolverRecipe(settings_model(SolverSettings, "_SolverFields")):  # type: ignore[misc]
+    """Optimisation hyper-parameters: ``[solver]``, shared by every stage.
 
-    :class:`msad.engine.settings.SolverSettings` has the same fields and no defaults of its own
-    (:func:`msad.build.solver_settings` maps this model onto it); :class:`SolverOverrides` is derived from it.
-    The warm-up follows detectron2's ``WarmupMultiStepLR`` as FCOS/AdelaiDet run it: linear, from
-    ``warmup_factor = 0.001`` (detectron2's ``WARMUP_FACTOR``, left unchanged by AdelaiDet's ``Base-FCOS.yaml``)
-    over the paper's 500 iterations.
+    Its fields, constraints and defaults are :class:`msad.engine.settings.SolverSettings`' (the one declaration,
+    documented there), in TOML shape; :func:`msad.build.solver_settings` maps this model onto it and
+    :class:`SolverOverrides` is derived from it.
     """
-
-    model_config = _STRICT
-    batch_size: PositiveInt
-    lr: PositiveFloat
-    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
-    weight_decay: NonNegativeFloat = 1e-4
-    weight_decay_norm: NonNegativeFloat | None = None
-    weight_decay_bias: NonNegativeFloat | None = None
-    iters: PositiveInt
-    steps: list[PositiveInt] = []
-    gamma: PositiveFloat = 0.1
-    warmup_iters: NonNegativeInt = 500
-    warmup_factor: Annotated[float, Field(gt=0, le=1)] = 0.001
-    clip_grad_norm: NonNegativeFloat = 0.0
-    amp: AmpMode = "off"
-    ema_decay: Annotated[float, Field(ge=0, lt=1)] = 0.0
 
     @model_validator(mode="after")
     def _steps(self) -> SolverRecipe:
-        if any(b <= a for a, b in zip(self.steps, self.steps[1:])):
-            raise ValueError(f"steps must be strictly increasing, got {self.steps}")
-        if self.steps and self.steps[-1] >= self.iters:
-            raise ValueError(f"steps must be < iters ({self.iters}), got {self.steps}")
+        problem = steps_problem(self.steps, self.iters)
+        if problem is not None:
+            raise ValueError(problem)
         return self
 
 

@@ -1,27 +1,61 @@
-"""The engine's own settings: plain frozen dataclasses the recipe is mapped onto.
+"""The engine's own settings: the one declaration of the solver's and the run's fields, types, constraints and
+defaults.
 
-The engine never imports the pydantic recipe models; ``msad.build`` maps a resolved recipe onto
-:class:`SolverSettings` and :class:`RunSettings`, which check their own values.
+The engine never imports the pydantic recipe models: the recipe's ``[solver]`` and ``[run]`` tables
+(``msad.config.SolverRecipe`` / ``RunRecipe``) are derived from these classes, and ``msad.build`` maps a resolved
+recipe onto them. They are pydantic dataclasses, so that a value given in code is checked by the same rules as one
+read from a recipe. This module imports no torch (``msad.config`` reads it).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-__all__ = ["AmpMode", "DeviceChoice", "SolverSettings", "RunSettings"]
+from pydantic import ConfigDict, Field, model_validator
+from pydantic.dataclasses import dataclass
+
+__all__ = [
+    "AmpMode",
+    "DeviceChoice",
+    "PositiveInt",
+    "NonNegativeInt",
+    "PositiveFloat",
+    "NonNegativeFloat",
+    "SolverSettings",
+    "RunSettings",
+    "steps_problem",
+]
 
 #: Mixed precision: ``"off"`` (fp32), ``"bf16"`` (CPU or CUDA autocast) or ``"fp16"`` (CUDA only, with a GradScaler).
 AmpMode = Literal["off", "bf16", "fp16"]
 #: ``"auto"`` picks CUDA when the process group (or the machine) has it, else the CPU.
 DeviceChoice = Literal["auto", "cpu", "cuda"]
+PositiveInt = Annotated[int, Field(gt=0)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+
+_STRICT = ConfigDict(extra="forbid")
 
 
-@dataclass(frozen=True, kw_only=True)
+def steps_problem(steps: tuple[int, ...] | list[int], iters: int) -> str | None:
+    """What is wrong with the lr decay ``steps`` of a run of ``iters`` iterations (``None``: nothing)."""
+    if any(b <= a for a, b in zip(steps, steps[1:])):
+        return f"steps must be strictly increasing, got {list(steps)}"
+    if steps and steps[-1] >= iters:
+        return f"steps must be < iters ({iters}), got {list(steps)}"
+    return None
+
+
+@dataclass(frozen=True, kw_only=True, config=_STRICT)
 class SolverSettings:
-    """Optimisation hyper-parameters, every one given: the defaults are declared once, by the recipe
-    (``msad.config.SolverRecipe``, mapped onto this class by ``msad.build.solver_settings``).
+    """Optimisation hyper-parameters: the one declaration of the solver's fields and defaults (``[solver]``,
+    ``[teacher.solver]`` and ``[distill.solver]`` in a recipe are derived from it).
+
+    The warm-up follows detectron2's ``WarmupMultiStepLR`` as FCOS/AdelaiDet run it: linear, from
+    ``warmup_factor = 0.001`` (detectron2's ``WARMUP_FACTOR``, left unchanged by AdelaiDet's ``Base-FCOS.yaml``)
+    over the paper's 500 iterations.
 
     Attributes:
         batch_size: images per iteration summed over all ranks (the global batch); used for images/s.
@@ -33,7 +67,7 @@ class SolverSettings:
         weight_decay_bias: weight decay of biases (detectron2's ``WEIGHT_DECAY_BIAS``); ``None`` gives them
             the decay of their layer.
         iters: total number of iterations.
-        steps: iterations at which the lr is multiplied by ``gamma``.
+        steps: iterations at which the lr is multiplied by ``gamma`` (strictly increasing, each < ``iters``).
         gamma: lr decay factor at each step.
         warmup_iters: length of the linear warm-up.
         warmup_factor: lr multiplier at iteration 0 of the warm-up.
@@ -42,37 +76,33 @@ class SolverSettings:
         ema_decay: decay of an exponential moving average of the weights; ``0`` disables it.
     """
 
-    batch_size: int
-    lr: float
-    momentum: float
-    weight_decay: float
-    weight_decay_norm: float | None
-    weight_decay_bias: float | None
-    iters: int
-    steps: tuple[int, ...]
-    gamma: float
-    warmup_iters: int
-    warmup_factor: float
-    clip_grad_norm: float
-    amp: AmpMode
-    ema_decay: float
+    batch_size: PositiveInt
+    lr: PositiveFloat
+    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
+    weight_decay: NonNegativeFloat = 1e-4
+    weight_decay_norm: NonNegativeFloat | None = None
+    weight_decay_bias: NonNegativeFloat | None = None
+    iters: PositiveInt
+    steps: tuple[PositiveInt, ...] = ()
+    gamma: PositiveFloat = 0.1
+    warmup_iters: NonNegativeInt = 500
+    warmup_factor: Annotated[float, Field(gt=0, le=1)] = 0.001
+    clip_grad_norm: NonNegativeFloat = 0.0
+    amp: AmpMode = "off"
+    ema_decay: Annotated[float, Field(ge=0, lt=1)] = 0.0
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "steps", tuple(int(s) for s in self.steps))
-        _check(self.batch_size > 0, f"solver.batch_size must be positive, got {self.batch_size}")
-        _check(self.lr > 0, f"solver.lr must be positive, got {self.lr}")
-        _check(self.iters > 0, f"solver.iters must be positive, got {self.iters}")
-        _check(list(self.steps) == sorted(self.steps), f"solver.steps must be increasing, got {self.steps}")
-        _check(self.warmup_iters >= 0, f"solver.warmup_iters must be >= 0, got {self.warmup_iters}")
-        _check(self.clip_grad_norm >= 0, f"solver.clip_grad_norm must be >= 0, got {self.clip_grad_norm}")
-        _check(self.amp in ("off", "bf16", "fp16"), f"solver.amp must be off, bf16 or fp16, got {self.amp!r}")
-        _check(0 <= self.ema_decay < 1, f"solver.ema_decay must be in [0, 1), got {self.ema_decay}")
+    @model_validator(mode="after")
+    def _steps(self) -> SolverSettings:
+        problem = steps_problem(self.steps, self.iters)
+        if problem is not None:
+            raise ValueError(problem)
+        return self
 
 
-@dataclass(frozen=True, kw_only=True)
+@dataclass(frozen=True, kw_only=True, config=_STRICT)
 class RunSettings:
-    """Where and how a run writes, evaluates and checkpoints, every value given: the defaults are declared once,
-    by the recipe (``msad.config.RunRecipe``, mapped onto this class by ``msad.build.run_settings``).
+    """Where and how a run writes, evaluates and checkpoints: the one declaration of these fields and defaults
+    (a recipe's ``[run]`` table is derived from it).
 
     Attributes:
         output: run directory (metrics, checkpoints, training state, plots).
@@ -94,33 +124,20 @@ class RunSettings:
         checkpoint_minutes: also write ``last.safetensors`` and the training state at the first log boundary after
             this many minutes without a checkpoint (rank 0's clock, agreed by all ranks); ``0`` turns it off.
         dist_timeout_minutes: the process group's timeout (:func:`msad.engine.launch`'s ``timeout_minutes``): a
-            collective that waits longer for a hung or lost rank fails the run (which a restart may then resume).
+            collective that waits longer for a hung or lost rank fails the run (which ``--max-restarts``, or
+            torchrun's, may then restart from the last checkpoint).
     """
 
-    output: Path
-    seed: int
-    eval_period: int
-    checkpoint_period: int
-    keep_checkpoints: int
-    log_period: int
-    best_metric: str | None
-    sync_bn: bool | str
-    device: DeviceChoice
-    tensorboard: bool
-    compile: bool
-    checkpoint_minutes: float
-    dist_timeout_minutes: float
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "output", Path(self.output))
-        for name in ("eval_period", "checkpoint_period", "keep_checkpoints"):
-            _check(getattr(self, name) >= 0, f"run.{name} must be >= 0, got {getattr(self, name)}")
-        _check(self.checkpoint_minutes >= 0, f"run.checkpoint_minutes must be >= 0, got {self.checkpoint_minutes}")
-        _check(self.dist_timeout_minutes > 0, f"run.dist_timeout_minutes must be positive, got {self.dist_timeout_minutes}")
-        _check(self.log_period > 0, f"run.log_period must be positive, got {self.log_period}")
-        _check(self.device in ("auto", "cpu", "cuda"), f"run.device must be auto, cpu or cuda, got {self.device!r}")
-
-
-def _check(condition: bool, message: str) -> None:
-    if not condition:
-        raise ValueError(message)
+    output: Path = Path("runs/default")
+    seed: int = 0
+    eval_period: NonNegativeInt = 0
+    checkpoint_period: NonNegativeInt = 0
+    keep_checkpoints: NonNegativeInt = 3
+    log_period: PositiveInt = 20
+    best_metric: str | None = "AP"
+    sync_bn: bool | Literal["auto"] = "auto"
+    device: DeviceChoice = "auto"
+    tensorboard: bool = False
+    compile: bool = False
+    checkpoint_minutes: NonNegativeFloat = 30.0
+    dist_timeout_minutes: PositiveFloat = 30.0

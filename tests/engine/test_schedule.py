@@ -25,8 +25,8 @@ def test_lr_without_warmup_and_steps_is_constant():
 
 
 def test_warmup_longer_than_first_step():
-    s = solver(warmup_iters=10, steps=(5,), warmup_factor=0.0)
-    assert lr_at(5, s) == pytest.approx(0.1 * 0.5 * 0.1)
+    s = solver(warmup_iters=10, steps=(5,), warmup_factor=0.2)
+    assert lr_at(5, s) == pytest.approx(0.1 * (0.2 * 0.5 + 0.5) * 0.1)
 
 
 def test_schedule_writes_every_group():
@@ -61,10 +61,12 @@ def test_optimizer_skips_frozen_and_shared_parameters():
 
 
 def test_settings_reject_bad_values():
-    with pytest.raises(ValueError, match="steps must be increasing"):
+    with pytest.raises(ValueError, match="steps must be strictly increasing"):
         solver(steps=(8, 6))
     with pytest.raises(ValueError, match="amp"):
         solver(amp="fp8")
+    with pytest.raises(ValueError, match="momentum"):  # the recipe's constraints hold for settings made in code
+        solver(momentum=1.0)
 
 
 def test_fused_sgd_on_request_only():
