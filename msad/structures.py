@@ -6,12 +6,13 @@ tensor and how that frame relates to the original image, so no model ever has to
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 
 import torch
 from torch import Tensor
 
-__all__ = ["FeatureInfo", "Target", "Batch", "LevelOutputs", "Detections"]
+__all__ = ["FeatureInfo", "Target", "Batch", "LevelOutputs", "Detections", "normalize_pixels_"]
 
 
 @dataclass(frozen=True)
@@ -97,16 +98,23 @@ class Batch:
         return self.images.shape[0]
 
 
+def normalize_pixels_(images: Tensor, mean: Sequence[float], std: Sequence[float]) -> Tensor:
+    """``(x - mean) / std`` per channel of float images ``[..., 3, H, W]`` on 0–255 RGB, in place; returns ``images``.
+
+    The one normalisation of msad: the CPU collator, :meth:`Batch.to` on the device and the exported graph all
+    call it, so that they give the same values bit for bit. Only Python numbers reach the kernels (no small
+    host-to-device copies, which would wait for the device).
+    """
+    for c, (m, s) in enumerate(zip(mean, std, strict=True)):
+        images[..., c, :, :].sub_(float(m)).div_(float(s))
+    return images
+
+
 def _normalize(
     images: Tensor, sizes: list[tuple[int, int]], mean: tuple[float, float, float], std: tuple[float, float, float]
 ) -> Tensor:
-    """``(x - mean) / std`` of ``uint8`` images on their device, zero outside each image's ``(h, w)``.
-
-    Only Python numbers reach the kernels (no small host-to-device copies, which would wait for the device).
-    """
-    out = images.float()
-    for c in range(out.shape[1]):
-        out[:, c].sub_(mean[c]).div_(std[c])
+    """:func:`normalize_pixels_` of ``uint8`` images on their device, zero outside each image's ``(h, w)``."""
+    out = normalize_pixels_(images.float(), mean, std)
     for i, (h, w) in enumerate(sizes):
         out[i, :, h:, :] = 0.0
         out[i, :, :h, w:] = 0.0

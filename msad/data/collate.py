@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from msad.structures import Batch, Target
+from msad.structures import Batch, Target, normalize_pixels_
 
 __all__ = ["Collator", "collate", "PIXEL_MEAN", "PIXEL_STD"]
 
@@ -82,14 +82,12 @@ def collate(
         return Batch(images=torch.zeros(0, 3, 0, 0), image_sizes=[])
     sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img, _, _ in present]
     height, width = padded_size(sizes, size_divisibility)
-    mean = torch.tensor(pixel_mean, dtype=torch.float32).view(3, 1, 1)
-    std = torch.tensor(pixel_std, dtype=torch.float32).view(3, 1, 1)
     images = torch.zeros(len(present), 3, height, width, dtype=torch.float32 if normalize else torch.uint8)
     for out, (img, _, _), (h, w) in zip(images, present, sizes, strict=True):
         region = out[:, :h, :w]
         region.copy_(img)  # any layout (torchvision's decoders give channels-last strides), converted in one pass
         if normalize:
-            region.sub_(mean).div_(std)  # in place: the same values as (img.float() - mean) / std
+            normalize_pixels_(region, pixel_mean, pixel_std)  # in place: the same values as (img.float() - mean) / std
     deferred = {} if normalize else {"pixel_mean": tuple(map(float, pixel_mean)), "pixel_std": tuple(map(float, pixel_std))}
     return Batch(
         images=images,

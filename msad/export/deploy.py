@@ -13,7 +13,6 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
-import torch
 from torch import Tensor, nn
 
 import msad
@@ -21,7 +20,7 @@ from msad.errors import MsadError
 from msad.levels import HEAD_LEVELS, level_stride
 from msad.models.detector import downscale_nearest
 from msad.ops.postprocess import FCOSPostProcess
-from msad.structures import LevelOutputs
+from msad.structures import LevelOutputs, normalize_pixels_
 
 if TYPE_CHECKING:
     from msad.checkpoint import Checkpoint
@@ -233,12 +232,11 @@ class DeployModel(nn.Module):
         self.role = spec.role
         self.levels = spec.levels
         self.input_factor = spec.input_factor
-        self.register_buffer("mean", torch.tensor(spec.pixel_mean, dtype=torch.float32).view(1, 3, 1, 1))
-        self.register_buffer("inv_std", 1.0 / torch.tensor(spec.pixel_std, dtype=torch.float32).view(1, 3, 1, 1))
+        self.pixel_mean, self.pixel_std = spec.pixel_mean, spec.pixel_std
 
     def forward(self, images: Tensor) -> tuple[Tensor, ...]:
         """``(p3_cls_logits, p3_box_regression, p3_centerness, p4_…)`` for ``images`` (float 0–255 RGB)."""
-        x = (images - self.mean) * self.inv_std
+        x = normalize_pixels_(images.clone(), self.pixel_mean, self.pixel_std)  # as msad eval's collator does
         if self.input_factor != 1:
             x = downscale_nearest(x, self.input_factor)
         if self.role == "teacher":
