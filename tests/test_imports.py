@@ -70,3 +70,14 @@ def test_config_imports_no_torch() -> None:
     probe = "import sys, msad.config; print(sorted(m for m in ('torch', 'msad.engine.trainer') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_synthetic_generators_import_one_way() -> None:
+    """synth → synth_coco → synth_shapes (and synth → synth_shapes): nothing imports back up the chain."""
+    data = _ROOT / "msad" / "data"
+
+    def imported(name: str) -> set[str]:
+        return set().union(*(modules for _, modules in _imported_modules(data / name)))
+
+    assert "msad.data.synth" not in imported("synth_coco.py")
+    assert not {"msad.data.synth", "msad.data.synth_coco"} & imported("synth_shapes.py")

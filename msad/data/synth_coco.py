@@ -18,13 +18,13 @@ import math
 import numpy as np
 from PIL import Image
 
-from msad.data import synth as _small
+from msad.data import synth_shapes as _shapes
 
 __all__ = ["COCO_CATEGORIES", "COCO_AREA_BINS", "render_coco_image"]
 
 #: ``(coco_id, name)`` of the COCO-shaped profile's classes (non-contiguous ids, like COCO's).
 COCO_CATEGORIES: tuple[tuple[int, str], ...] = (
-    *_small.SYNTH_CATEGORIES,
+    *_shapes.SYNTH_CATEGORIES,
     (15, "star"),
     (18, "hexagon"),
     (22, "pentagon"),
@@ -45,7 +45,7 @@ _SIZE_REDRAWS = 4
 def _unit_vertices(name: str, angle: float) -> np.ndarray:
     """Polygon ``[K, 2]`` of a shape with circumradius 1 centred at 0, rotated by ``angle``."""
     if name in ("square", "triangle", "cross"):
-        return _small._shape_vertices(name, 0.0, 0.0, 1.0, angle)
+        return _shapes.shape_vertices(name, 0.0, 0.0, 1.0, angle)
     if name == "star":
         thetas = angle - np.pi / 2 + np.arange(10) * np.pi / 5
         radii = np.where(np.arange(10) % 2 == 0, 1.0, 0.45)
@@ -89,7 +89,7 @@ def _draw_bin(rng: np.random.Generator) -> tuple[float, float]:
 def _texture(rng: np.random.Generator, size: tuple[int, int]) -> Image.Image:
     """A ``size`` (w, h) RGB patch: solid, stripes, checks or speckle in two shades of one random colour."""
     width, height = size
-    base = np.array(_small._random_colour(rng, (0.45, 1.0), (0.55, 1.0)), dtype=np.float32)
+    base = np.array(_shapes.random_colour(rng, (0.45, 1.0), (0.55, 1.0)), dtype=np.float32)
     other = base * rng.uniform(0.35, 0.7)
     kind = int(rng.integers(4))
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
@@ -107,7 +107,7 @@ def _texture(rng: np.random.Generator, size: tuple[int, int]) -> Image.Image:
     return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))
 
 
-def _place(rng: np.random.Generator, image: Image.Image, boxes: list[tuple]) -> _small.SynthObject | None:
+def _place(rng: np.random.Generator, image: Image.Image, boxes: list[tuple]) -> _shapes.SynthObject | None:
     """Draw one textured object of a COCO-distributed area where it fits; ``None`` when it never fits."""
     category_id, name = COCO_CATEGORIES[int(rng.integers(len(COCO_CATEGORIES)))]
     width, height = image.size
@@ -123,28 +123,28 @@ def _place(rng: np.random.Generator, image: Image.Image, boxes: list[tuple]) -> 
             else:
                 vertices = _unit_vertices(name, angle) * radius + np.array([cx, cy])
                 box = (*vertices.min(axis=0).tolist(), *vertices.max(axis=0).tolist())
-            if _small._occludes_too_much(box, boxes):
+            if _shapes.occludes_too_much(box, boxes):
                 continue
             return _draw_textured(rng, image, name, vertices, box, inner * radius, category_id)
     return None
 
 
 def _draw_textured(rng: np.random.Generator, image: Image.Image, name: str, vertices: np.ndarray | None, box: tuple,
-                   inner: float, category_id: int) -> _small.SynthObject:
+                   inner: float, category_id: int) -> _shapes.SynthObject:
     """Rasterise the shape (supersampled mask) filled with a random texture; return the object."""
-    alpha, (ox, oy) = _small._shape_mask(name, vertices, box, inner)
+    alpha, (ox, oy) = _shapes.shape_mask(name, vertices, box, inner)
     local = alpha.size
     image.paste(_texture(rng, local), (ox, oy, ox + local[0], oy + local[1]), alpha)
     area = float(np.asarray(alpha, dtype=np.float64).sum() / 255.0)
-    return _small.SynthObject(category_id, tuple(float(v) for v in box), area)
+    return _shapes.SynthObject(category_id, tuple(float(v) for v in box), area)
 
 
 def render_coco_image(
     rng: np.random.Generator, image_size: tuple[int, int], objects: tuple[int, int] = (4, 12)
-) -> tuple[Image.Image, list[_small.SynthObject]]:
+) -> tuple[Image.Image, list[_shapes.SynthObject]]:
     """Render one image of the COCO-shaped profile and the objects drawn on it (a pure function of ``rng``)."""
     height, width = image_size
-    image = _small._background(rng, height, width)
+    image = _shapes.background(rng, height, width)
     for _ in range(max(1, round(height * width / (256 * 320)))):  # clutter density of the small profile
-        _small._distractors(rng, image)
-    return _small._objects_and_noise(rng, image, objects, _place)
+        _shapes.distractors(rng, image)
+    return _shapes.objects_and_noise(rng, image, objects, _place)
