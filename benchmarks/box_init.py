@@ -22,7 +22,8 @@ from pathlib import Path
 import torch
 from safetensors import safe_open
 
-from msad.build import build_model, build_train_collator, build_train_dataset
+from msad.build import build_train_dataset
+from msad.roles import build_model, get_role
 from msad.config import Recipe, load_recipe
 from msad.engine import seed_everything
 from msad.models.fcos_head import BOX_INITS
@@ -40,7 +41,7 @@ def alive_share(recipe: Recipe, seed: int, images: torch.Tensor, num_classes: in
 def _images(recipe: Recipe, batch_size: int) -> tuple[torch.Tensor, int]:
     seed_everything(0)  # the training transforms' random flips: the same batch on every call
     dataset = build_train_dataset(recipe)
-    batch = build_train_collator(recipe, "baseline")([dataset[i] for i in range(batch_size)])
+    batch = get_role("baseline").collator(recipe)([dataset[i] for i in range(batch_size)])
     return batch.images, len(dataset.label_space)
 
 

@@ -27,7 +27,8 @@ import torch
 from PIL import Image
 
 from msad import api
-from msad.build import build_train_collator, build_train_dataset
+from msad.build import build_train_dataset
+from msad.roles import get_role
 from msad.config import load_recipe
 from msad.data import build_train_loader
 
@@ -86,7 +87,7 @@ def loader_rows(root: Path, workers: list[int], batches: int) -> dict[int, float
         recipe = _recipe(root, count)
         loader = build_train_loader(
             build_train_dataset(recipe), total_batch_size=2, rank=0, world_size=1, seed=0,
-            num_workers=count, collate=build_train_collator(recipe, "baseline"),
+            num_workers=count, collate=get_role("baseline").collator(recipe),
         )
         for _ in range(max(2, count * 2)):  # workers started and their first prefetch consumed
             next(loader)

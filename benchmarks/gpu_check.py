@@ -43,10 +43,8 @@ from PIL import Image
 from torch import nn
 
 from msad import api
-from msad.build import (
-    build_criterion, build_distill_loss, build_model, build_postprocess, build_train_collator, build_train_dataset,
-    run_settings, solver_settings,
-)
+from msad.build import build_train_dataset, run_settings, solver_settings
+from msad.roles import build_model, get_role
 from msad.config import Recipe, load_recipe
 from msad.data import build_train_loader
 from msad.engine import Trainer
@@ -54,8 +52,6 @@ from msad.engine.inference import inference_autocast, inference_model
 from msad.engine.metrics import read_metrics
 from msad.structures import Batch, Target
 from msad.tasks.detection import DetectionTask
-from msad.tasks.student import StudentTask
-from msad.tasks.teacher import TeacherTask
 
 REPO = Path(__file__).resolve().parents[1]
 NUM_CLASSES = 80
@@ -153,22 +149,17 @@ def _recipe(args: argparse.Namespace, *extra: str) -> Recipe:
 
 def _task(recipe: Recipe, role: str) -> DetectionTask:
     """A role's task with random weights (the student's frozen teacher too), without evaluation."""
-    common = {"criterion": build_criterion(recipe, num_classes=NUM_CLASSES), "postprocess": build_postprocess(recipe)}
-    if role == "baseline":
-        return DetectionTask(model=build_model(recipe, role=role, num_classes=NUM_CLASSES), **common)
-    teacher = build_model(recipe, role="teacher", num_classes=NUM_CLASSES)
-    if role == "teacher":
-        return TeacherTask(model=teacher, **common)
-    student = build_model(recipe, role="student", num_classes=NUM_CLASSES, teacher=teacher)
-    return StudentTask(model=student, teacher=teacher, distill_loss=build_distill_loss(recipe), kd_weight=1.0,
-                       ramp_iters=0, teacher_bn=recipe.distill.teacher_bn, input_factor=recipe.teacher.k, **common)
+    recipe = recipe.model_copy(update={"data": recipe.data.model_copy(update={"val_annotations": ""})})
+    teacher = build_model(recipe, role="teacher", num_classes=NUM_CLASSES)  # read by the student only
+    labels = [(i + 1, f"class{i + 1}") for i in range(NUM_CLASSES)]
+    return get_role(role).build_task(recipe, label_space=labels, metadata={}, teacher=teacher)
 
 
 def _trainer(recipe: Recipe, role: str, amp: str, output: Path) -> Trainer:
     """The engine, set up on ``output`` for ``role`` with the recipe's solver at ``amp``."""
     recipe = recipe.model_copy(update={"run": recipe.run.model_copy(update={"output": str(output)})})
-    solver = replace(solver_settings(recipe, role=role), amp=amp)
-    trainer = Trainer(_task(recipe, role), solver=solver, run=run_settings(recipe, role=role),
+    solver = replace(solver_settings(recipe, stage=get_role(role).stage), amp=amp)
+    trainer = Trainer(_task(recipe, role), solver=solver, run=run_settings(recipe, stage=get_role(role).stage),
                       make_train_loader=lambda *_: iter(()), echo=lambda _: None)
     trainer.setup()
     return trainer
@@ -332,7 +323,7 @@ def _bare_rate(recipe: Recipe, args: argparse.Namespace, work: Path) -> float:
 
 
 def _loader(recipe: Recipe, workers: int):
-    collate = build_train_collator(recipe, "baseline", normalize_on_device=True)
+    collate = get_role("baseline").collator(recipe, normalize_on_device=True)
     return build_train_loader(build_train_dataset(recipe), total_batch_size=recipe.solver.batch_size, rank=0,
                               world_size=1, seed=0, num_workers=workers, collate=collate,
                               pin_memory=recipe.run.device == "cuda")

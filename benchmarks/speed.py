@@ -38,7 +38,8 @@ import torchvision
 from torch import nn
 
 from msad.api.flops import paper_recipe
-from msad.build import build_distill_loss, build_model
+from msad.build import build_distill_loss
+from msad.roles import build_model
 from msad.engine.inference import inference_model
 from msad.macs import count_macs
 from msad.ops.losses import FCOSCriterion

@@ -18,7 +18,8 @@ from torch import nn
 
 from msad.api.training import build_task
 from msad.checkpoint import Checkpoint, load_model, read_checkpoint
-from msad.build import build_eval_collator, build_train_collator, build_train_dataset, build_val_dataset
+from msad.build import build_train_dataset, build_val_dataset
+from msad.roles import get_role
 from msad.config import Recipe, load_recipe
 from msad.data import build_test_loader, build_train_loader
 
@@ -27,7 +28,7 @@ def fusion_weights(recipe: Recipe, ckpt: Checkpoint, batch_size: int) -> dict[st
     """Mean C-FF weights per head level over the first validation batch."""
     model = load_model(ckpt)
     dataset = build_val_dataset(recipe, label_space=ckpt.label_space)
-    loader = build_test_loader(dataset, batch_size=batch_size, rank=0, world_size=1, collate=build_eval_collator(recipe, "teacher"))
+    loader = build_test_loader(dataset, batch_size=batch_size, rank=0, world_size=1, collate=get_role("teacher").collator(recipe))
     images = next(iter(loader)).images
     with torch.no_grad():
         out = model(images, branches=())
@@ -54,7 +55,7 @@ def reestimate_bn(recipe: Recipe, ckpt: Checkpoint, *, resolution: str, batches:
         norm.momentum = None
     loader = build_train_loader(
         build_train_dataset(recipe), total_batch_size=batch_size, rank=0, world_size=1, seed=1,
-        collate=build_train_collator(recipe, "teacher"),
+        collate=get_role("teacher").collator(recipe),
     )
     model.detector.backbone.train()
     with torch.no_grad():

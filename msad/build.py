@@ -1,21 +1,16 @@
-"""Turn a resolved recipe into objects: the one place where recipe meets modules.
+"""Turn a resolved recipe into objects, whatever the role: the parts every role builds the same way.
 
-Models, criterion, postprocess, datasets, collators, the evaluator and the engine settings are built here;
-``msad.api`` composes them. Leaf layers never see the recipe; the builders here read it and call plugin and
-class constructors with plain keyword arguments.
-
-Each role gets exactly the pyramid levels it uses, so every parameter it trains gets a gradient:
-
-- ``baseline``: head levels ``p3``…``p7`` fed by the same pyramid levels.
-- ``teacher``: the HR branch uses ``p3``…``p7`` and the LR branch ``p2``…``p6`` (k = 2), so ``p2``…``p7``.
-- ``student``: head levels ``p3``…``p7`` fed by the LR pyramid ``p2``…``p6``.
+The detector from its plugins (with the routing a role gives), criterion, postprocess, distillation loss,
+datasets, collators, the evaluator and the engine settings are built here. What differs by role (which levels,
+which padding, which model around the detector) is decided by the role (:mod:`msad.roles`), which calls these.
+Leaf layers never see the recipe; the builders here read it and call plugin and class constructors with plain
+keyword arguments.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from torch import nn
 
@@ -24,12 +19,7 @@ from msad.data import CocoDetection, Collator, build_transforms, check_category_
 from msad.engine.settings import RunSettings, SolverSettings
 from msad.errors import MsadError, RecipeError
 from msad.evaluation import require_backend
-from msad.levels import HEAD_LEVELS, LevelPairing
 from msad.models.detector import FCOS
-from msad.models.fusion import CrossFeatureFusion
-from msad.models.resolution_bn import convert_to_resolution_bn
-from msad.models.student import student_from_teacher
-from msad.models.teacher import AlignedMultiScaleTeacher
 from msad.ops.losses import FCOSCriterion
 from msad.ops.postprocess import FCOSPostProcess
 from msad.plugins import call_builder
@@ -39,30 +29,13 @@ if TYPE_CHECKING:
     from msad.config import ModelRecipe, PluginSpec, Recipe
 
 __all__ = [
-    "Role", "ROLES", "STAGES", "LabelSpace", "head_routing", "build_detector", "build_model", "build_distill_loss",
-    "model_width", "check_frozen_backbone", "build_criterion", "build_postprocess", "build_train_dataset", "build_val_dataset",
-    "build_train_collator", "build_eval_collator", "build_evaluator", "solver_settings", "run_settings",
+    "LabelSpace", "build_detector", "build_neck", "build_distill_loss", "model_width", "check_frozen_backbone",
+    "build_criterion", "build_postprocess", "build_train_dataset", "build_val_dataset", "collator", "build_evaluator",
+    "solver_settings", "run_settings",
 ]
 
-Role = Literal["baseline", "teacher", "student"]
-ROLES: tuple[str, ...] = ("baseline", "teacher", "student")
-#: The recipe stage (:meth:`msad.config.Recipe.solver_for`) whose solver trains each role.
-STAGES: dict[str, str] = {"baseline": "train", "teacher": "teacher", "student": "distill"}
 #: ``[(coco_category_id, name), …]`` in label order.
 LabelSpace = Sequence[tuple[int, str]]
-
-
-def head_routing(role: str, pairing: LevelPairing) -> tuple[dict[str, str], list[str]]:
-    """``(head level → pyramid level, pyramid levels the neck must build)`` for a role."""
-    identity = {lvl: lvl for lvl in HEAD_LEVELS}
-    if role == "baseline":
-        return identity, list(HEAD_LEVELS)
-    if role == "teacher":
-        return identity, sorted(set(identity.values()) | set(pairing.lr_for_hr.values()))
-    if role == "student":
-        routing = dict(pairing.lr_for_hr)
-        return routing, sorted(set(routing.values()))
-    raise ValueError(f"unknown role {role!r}; expected one of {ROLES}")
 
 
 def build_detector(model: ModelRecipe, *, num_classes: int, head_levels: Mapping[str, str], neck_levels: list[str]) -> FCOS:
@@ -101,42 +74,17 @@ def _plugin(group: str, spec: PluginSpec, path: str, **supplied: Any) -> Any:
         raise RecipeError(f"{path} ({spec.name}): {' '.join(str(err).split())}") from err
 
 
-def build_model(recipe: Recipe, *, role: str, num_classes: int, teacher: AlignedMultiScaleTeacher | None = None) -> nn.Module:
-    """The trainable model of a role: an :class:`FCOS` (baseline, student) or an aligned teacher.
-
-    Args:
-        recipe: the resolved recipe.
-        role: ``baseline``, ``teacher`` or ``student``.
-        num_classes: number of contiguous labels.
-        teacher: for the student, the trained teacher it is initialised from (random init when ``None``,
-            e.g. before loading student weights).
-    """
-    pairing = LevelPairing(k=recipe.teacher.k)
-    routing, levels = head_routing(role, pairing)
-    if role == "student" and teacher is not None:
-        neck = build_neck(recipe.model, teacher.detector.backbone, levels)
-        return student_from_teacher(teacher, neck=neck)
-    detector = build_detector(recipe.model, num_classes=num_classes, head_levels=routing, neck_levels=levels)
-    if role != "teacher":
-        return detector
-    if recipe.teacher.bn == "per_resolution":
-        convert_to_resolution_bn(detector.backbone)
-    channels = detector.neck.feature_info[0].channels
-    fusion = CrossFeatureFusion(channels=channels, hidden=recipe.teacher.fusion_hidden)
-    return AlignedMultiScaleTeacher(detector=detector, fusion=fusion, pairing=pairing)
-
-
-def check_frozen_backbone(recipe: Recipe, role: str) -> None:
+def check_frozen_backbone(recipe: Recipe) -> None:
     """Refuse to train a backbone whose frozen stages would stay at their random initialisation.
 
-    A baseline or teacher with ``model.backbone.freeze_at > 0`` needs ``model.backbone.weights``; the student is
-    initialised from its teacher, so its frozen stages hold trained weights.
+    A model trained from its plugins' initialisation (not from another model's weights, as the student is from
+    its teacher's) with ``model.backbone.freeze_at > 0`` needs ``model.backbone.weights``.
 
     Raises:
-        RecipeError: ``freeze_at > 0`` without ``weights`` for a baseline or a teacher.
+        RecipeError: ``freeze_at > 0`` without ``weights``.
     """
     options = recipe.model.backbone.options
-    if role == "student" or not options.get("freeze_at") or options.get("weights"):
+    if not options.get("freeze_at") or options.get("weights"):
         return
     raise RecipeError(
         f"model.backbone.freeze_at = {options['freeze_at']} freezes backbone stages at their random initialisation: "
@@ -203,41 +151,19 @@ def build_val_dataset(recipe: Recipe, *, label_space: LabelSpace, train: CocoDet
     return dataset
 
 
-@dataclass(frozen=True)
-class _Sizes:
-    """Padding of the batch tensor for a role (the teacher needs HR sizes divisible by its own multiple)."""
-
-    train: int
-    eval: int
-
-
-def _sizes(recipe: Recipe, role: str) -> _Sizes:
-    """Training and evaluation ``size_divisibility`` of a role."""
-    data, teacher = recipe.data, recipe.teacher
-    if role in ("teacher", "student"):  # the student trains beside the teacher on its HR batches and is evaluated
-        # with the same padding (as the reference), so its ×1/k input has the borders it was trained with
-        return _Sizes(teacher.size_divisibility, teacher.size_divisibility)
-    return _Sizes(data.size_divisibility, data.size_divisibility)
-
-
-def _collator(recipe: Recipe, divisibility: int) -> Collator:
+def collator(recipe: Recipe, size_divisibility: int, *, normalize_on_device: bool = False) -> Collator:
+    """A collator padding to ``size_divisibility`` and normalising with the recipe's pixel mean and std
+    (``normalize_on_device``: ``uint8`` batches, normalised by ``Batch.to(device)``, as the training loader makes
+    them). A role's padding is :meth:`msad.roles.Role.size_divisibility`."""
     model = recipe.model
-    return Collator(size_divisibility=divisibility, pixel_mean=tuple(model.pixel_mean), pixel_std=tuple(model.pixel_std))
-
-
-def build_train_collator(recipe: Recipe, role: str, *, normalize_on_device: bool = False) -> Collator:
-    """Collator of a role's training batches (``normalize_on_device``: ``uint8`` batches, normalised by
-    ``Batch.to(device)``, as the training loader makes them)."""
-    return replace(_collator(recipe, _sizes(recipe, role).train), normalize_on_device=normalize_on_device)
-
-
-def build_eval_collator(recipe: Recipe, role: str) -> Collator:
-    """Collator of a role's evaluation batches."""
-    return _collator(recipe, _sizes(recipe, role).eval)
+    return Collator(
+        size_divisibility=size_divisibility, pixel_mean=tuple(model.pixel_mean), pixel_std=tuple(model.pixel_std),
+        normalize_on_device=normalize_on_device,
+    )
 
 
 def build_evaluator(
-    recipe: Recipe, role: str, dataset: CocoDetection, *, batch_size: int
+    recipe: Recipe, dataset: CocoDetection, *, collate: Collator, batch_size: int
 ) -> Callable[[Predictor], dict[str, float]]:
     """``evaluator(predict) -> metrics`` over ``dataset`` (sharded over ranks, gathered) with ``eval.backend``; its
     ``num_images`` attribute says how many images it evaluates on.
@@ -245,7 +171,6 @@ def build_evaluator(
     Raises:
         MissingDependencyError: the backend's package is not installed (checked now, not at the first evaluation).
     """
-    collate = build_eval_collator(recipe, role)
     workers, backend = recipe.data.num_workers, recipe.eval.backend
     require_backend(backend)
 
@@ -257,20 +182,18 @@ def build_evaluator(
     evaluator.num_images = len(dataset)  # type: ignore[attr-defined]
     return evaluator
 
-def solver_settings(recipe: Recipe, *, role: str) -> SolverSettings:
-    """The engine's solver settings of a role: the recipe's solver of its stage (the recipe's ``[solver]`` table
-    is derived from :class:`SolverSettings`, so the fields are the same)."""
-    if role not in STAGES:
-        raise ValueError(f"unknown role {role!r}; expected one of {ROLES}")
-    return SolverSettings(**recipe.solver_for(STAGES[role]).model_dump())
+
+def solver_settings(recipe: Recipe, *, stage: str) -> SolverSettings:
+    """The engine's solver settings of a recipe stage (a role's :attr:`~msad.roles.Role.stage`): the recipe's solver
+    of that stage (the recipe's ``[solver]`` table is derived from :class:`SolverSettings`, so the fields are the
+    same)."""
+    return SolverSettings(**recipe.solver_for(stage).model_dump())
 
 
-def run_settings(recipe: Recipe, *, role: str | None = None) -> RunSettings:
-    """The engine's run settings from the recipe's ``[run]`` table; with ``role``, that stage's SyncBN setting
+def run_settings(recipe: Recipe, *, stage: str | None = None) -> RunSettings:
+    """The engine's run settings from the recipe's ``[run]`` table; with ``stage``, that stage's SyncBN setting
     (``teacher.sync_bn`` replaces ``run.sync_bn`` for the teacher, :meth:`Recipe.sync_bn_for`)."""
     values = recipe.run.model_dump()
-    if role is not None:
-        if role not in STAGES:
-            raise ValueError(f"unknown role {role!r}; expected one of {ROLES}")
-        values["sync_bn"] = recipe.sync_bn_for(STAGES[role])
+    if stage is not None:
+        values["sync_bn"] = recipe.sync_bn_for(stage)
     return RunSettings(**values)

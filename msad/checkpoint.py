@@ -12,9 +12,10 @@ from pathlib import Path
 from torch import Tensor, nn
 
 import msad
-from msad.build import ROLES, build_model, model_width
+from msad.build import model_width
 from msad.config import Recipe, recipe_from_dict
 from msad.errors import CheckpointError, RecipeError
+from msad.roles import ROLES, get_role
 from msad.serialization import load_weights, state_mismatch
 
 __all__ = ["Checkpoint", "detector_metadata", "read_checkpoint", "load_model", "check_compatible", "without_init_files"]
@@ -123,7 +124,7 @@ def load_model(ckpt: Checkpoint) -> nn.Module:
     Raises:
         CheckpointError: the weights do not fit the architecture (names the first keys that differ).
     """
-    model = build_model(without_init_files(ckpt.recipe), role=ckpt.role, num_classes=len(ckpt.label_space))
+    model = get_role(ckpt.role).build_model(without_init_files(ckpt.recipe), num_classes=len(ckpt.label_space))
     load_state(model, ckpt.state, source=ckpt.path)
     return model.eval()
 

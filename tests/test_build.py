@@ -8,7 +8,8 @@ from typing import get_args
 import pytest
 from pydantic_core import to_jsonable_python
 
-from msad.build import ROLES, build_criterion, build_distill_loss, build_model, build_postprocess, run_settings, solver_settings
+from msad.build import build_criterion, build_distill_loss, build_postprocess, run_settings, solver_settings
+from msad.roles import ROLES, build_model, get_role
 from msad.config import Recipe, RunRecipe, SolverOverrides, SolverRecipe, recipe_from_dict
 from msad.engine import RunSettings, SolverSettings, lr_at
 from msad.errors import RecipeError
@@ -43,7 +44,7 @@ def test_recipe_defaults_reach_the_engine_unchanged() -> None:
 
 @pytest.mark.parametrize("role", ROLES)
 def test_engine_uses_the_recipe_defaults(role: str) -> None:
-    solver = solver_settings(_recipe(), role=role)
+    solver = solver_settings(_recipe(), stage=get_role(role).stage)
     assert (solver.warmup_factor, solver.warmup_iters) == (0.001, 500)  # detectron2's factor, the paper's 500 iters
     assert (solver.momentum, solver.weight_decay, solver.gamma) == (0.9, 1e-4, 0.1)
     assert lr_at(0, solver) == pytest.approx(0.02 * 0.001)
@@ -53,7 +54,7 @@ def test_engine_uses_the_recipe_defaults(role: str) -> None:
 
 def test_stage_overrides_reach_the_engine_of_their_role_only() -> None:
     recipe = _recipe(teacher={"solver": {"warmup_iters": 7, "lr": 0.01}}, distill={"solver": {"warmup_factor": 0.5}})
-    teacher, student, baseline = (solver_settings(recipe, role=r) for r in ("teacher", "student", "baseline"))
+    teacher, student, baseline = (solver_settings(recipe, stage=get_role(r).stage) for r in ("teacher", "student", "baseline"))
     assert (teacher.warmup_iters, teacher.lr, teacher.warmup_factor) == (7, 0.01, 0.001)
     assert (student.warmup_iters, student.lr, student.warmup_factor) == (500, 0.02, 0.5)
     assert (baseline.warmup_iters, baseline.lr, baseline.warmup_factor) == (500, 0.02, 0.001)
@@ -73,9 +74,9 @@ def test_run_settings_follow_the_run_table() -> None:
 
 def test_the_teacher_stage_can_set_its_own_sync_bn() -> None:
     recipe = _recipe(run={"sync_bn": "auto"}, teacher={"sync_bn": False})
-    assert [run_settings(recipe, role=r).sync_bn for r in ("baseline", "teacher", "student")] == ["auto", False, "auto"]
+    assert [run_settings(recipe, stage=get_role(r).stage).sync_bn for r in ("baseline", "teacher", "student")] == ["auto", False, "auto"]
     assert run_settings(recipe).sync_bn == "auto"  # no role: the [run] table as written
-    assert run_settings(_recipe(run={"sync_bn": True}), role="teacher").sync_bn is True  # left out: run.sync_bn
+    assert run_settings(_recipe(run={"sync_bn": True}), stage=get_role("teacher").stage).sync_bn is True  # left out: run.sync_bn
 
 
 def test_criterion_and_postprocess_take_the_recipe_values() -> None:
@@ -92,22 +93,21 @@ def test_criterion_and_postprocess_take_the_recipe_values() -> None:
 @pytest.mark.parametrize("role", ["baseline", "teacher"])
 def test_a_frozen_backbone_without_weights_is_refused(role: str, tiny_recipe: Recipe, tmp_path) -> None:
     from msad import api
-    from msad.build import check_frozen_backbone
     from msad.config import load_recipe
 
     frozen = tiny_recipe.model_copy(deep=True)
     frozen.model.backbone.options["freeze_at"] = 2
     with pytest.raises(RecipeError, match=r"freeze_at = 2 .*random initialisation.*model\.backbone\.weights"):
-        check_frozen_backbone(frozen, role)
+        get_role(role).check_trainable(frozen)
     train = api.train_teacher if role == "teacher" else api.train
     with pytest.raises(RecipeError, match="freeze_at"):
         train(frozen, output=tmp_path / "run")
     assert not (tmp_path / "run").exists()  # refused before anything is written
-    check_frozen_backbone(frozen, "student")  # initialised from the teacher: its frozen stages are trained
-    check_frozen_backbone(tiny_recipe, role)  # freeze_at = 0
+    get_role("student").check_trainable(frozen)  # initialised from the teacher: its frozen stages are trained
+    get_role(role).check_trainable(tiny_recipe)  # freeze_at = 0
     with_weights = frozen.model_copy(deep=True)
     with_weights.model.backbone.options["weights"] = "imagenet.pt"
-    check_frozen_backbone(with_weights, role)
+    get_role(role).check_trainable(with_weights)
     for name in ("coco.toml", "w025.toml", "w050.toml", "w075.toml", "w100.toml"):  # the paper recipes freeze nothing
         recipe = load_recipe(Path(__file__).resolve().parents[1] / "recipes" / name)
         assert not recipe.model.backbone.options.get("freeze_at")
@@ -153,4 +153,4 @@ def test_recipe_and_evaluator_accept_the_same_backends(monkeypatch: pytest.Monke
     assert _recipe().eval.backend == "pycocotools"
     monkeypatch.setitem(sys.modules, "faster_coco_eval", None)
     with pytest.raises(MissingDependencyError, match="msad\\[fast-eval\\]"):  # at build time, not after training
-        build_evaluator(_recipe(eval={"backend": "faster_coco_eval"}), "baseline", None, batch_size=1)
+        build_evaluator(_recipe(eval={"backend": "faster_coco_eval"}), None, collate=None, batch_size=1)

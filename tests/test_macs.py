@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from msad.build import build_model
+from msad.roles import build_model
 from msad.config import Recipe
 from msad.macs import count_macs, on_meta
 

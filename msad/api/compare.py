@@ -22,10 +22,11 @@ from msad.api.evaluation import evaluate
 from msad.api.flops import capacity
 from msad.api.training import build_task
 from msad.checkpoint import Checkpoint, check_compatible, load_model, read_checkpoint
-from msad.build import build_eval_collator, build_val_dataset
+from msad.build import build_val_dataset
 from msad.config import Recipe
 from msad.errors import UsageError
 from msad.outputs import check_outputs
+from msad.roles import get_role
 from msad.serialization import atomic_write_text
 
 __all__ = ["ComparisonRow", "compare", "describe"]
@@ -58,10 +59,7 @@ class ComparisonRow:
 
 def describe(ckpt: Checkpoint) -> str:
     """A short name for a checkpoint: ``FCOS baseline, LR`` / ``FCOS baseline, HR`` / ``MSAD teacher`` / ``MSAD student``."""
-    if ckpt.role == "baseline":
-        scale = ckpt.recipe.data.scale
-        return "FCOS baseline, " + ("HR" if scale == 1 else "LR" if scale == 1 / ckpt.recipe.teacher.k else f"×{scale:g}")
-    return f"MSAD {ckpt.role}"
+    return get_role(ckpt.role).describe(ckpt.recipe)
 
 
 def compare(
@@ -131,24 +129,12 @@ def _recipe_for(ckpt: Checkpoint, recipe: Recipe | None) -> Recipe:
 def _capacity(ckpt: Checkpoint) -> float:
     """The paper's capacity column for this checkpoint's backbone, width and input."""
     row = capacity(ckpt.recipe, num_classes=len(ckpt.label_space)).rows[0]
-    if ckpt.role == "teacher":
-        return row.teacher_capacity
-    if ckpt.role == "student":
-        return row.student_capacity
-    hr = row.teacher_capacity - row.student_capacity  # the teacher's HR pass: the HR baseline's backbone
-    scale = ckpt.recipe.data.scale
-    return row.student_capacity if scale == 1 / ckpt.recipe.teacher.k else hr * scale**2
+    return get_role(ckpt.role).capacity(row, ckpt.recipe)
 
 
 def _input(ckpt: Checkpoint, hr_size: tuple[int, int]) -> str:
     """What the network sees, with its size (the first validation image)."""
-    h, w = hr_size
-    k = ckpt.recipe.teacher.k
-    if ckpt.role == "student":
-        return f"LR {h // k}×{w // k}"
-    if ckpt.role == "teacher":
-        return f"HR+LR {h}×{w}"
-    return f"{'HR' if ckpt.recipe.data.scale == 1 else 'LR'} {h}×{w}"
+    return get_role(ckpt.role).input_label(ckpt.recipe, hr_size)
 
 
 @torch.no_grad()
@@ -160,7 +146,7 @@ def _throughput(ckpt: Checkpoint, recipe: Recipe, *, timing_images: int, batch_s
     dataset = build_val_dataset(recipe, label_space=ckpt.label_space)
     if len(dataset) == 0:
         raise UsageError(f"{recipe.data.val_annotations}: no validation images to time {ckpt.path} on")
-    collate = build_eval_collator(recipe, ckpt.role)
+    collate = get_role(ckpt.role).collator(recipe)
     items = [dataset[i % len(dataset)] for i in range(timing_images + batch_size)]
     batches = [collate(items[i:i + batch_size]) for i in range(0, len(items), batch_size)]
     warmup, timed = batches[0], batches[1:]

@@ -9,14 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from torch import nn
-
 from msad.checkpoint import detector_metadata, load_state
-from msad.build import build_model
 from msad.config import Recipe, load_recipe
 from msad.convert.coco_classes import COCO_2017_CLASSES
 from msad.convert.detectron2 import (
     DETECTRON2_PIXEL_MEAN_RGB,
+    DETECTRON2_ROLES,
     convert_detectron2_state,
     detectron2_num_classes,
     detectron2_role,
@@ -24,6 +22,7 @@ from msad.convert.detectron2 import (
 )
 from msad.errors import CheckpointError
 from msad.outputs import check_outputs
+from msad.roles import get_role
 from msad.serialization import save_weights
 
 __all__ = ["convert_detectron2"]
@@ -44,8 +43,6 @@ def _label_space(annotations: str | Path | None) -> list[tuple[int, str]]:
     return sorted((int(c["id"]), str(c.get("name", c["id"]))) for c in data["categories"])
 
 
-def _backbone(model: nn.Module, role: str) -> Any:
-    return model.detector.backbone if role == "teacher" else model.backbone  # type: ignore[union-attr]
 
 
 def convert_detectron2(
@@ -82,7 +79,7 @@ def convert_detectron2(
     if not isinstance(recipe, Recipe):
         recipe = load_recipe(recipe)
     check_outputs([("OUTPUT", output)], inputs=[("SOURCE", source), ("--annotations", annotations), *recipe.input_files()])
-    if role is not None and role not in ("teacher", "student"):
+    if role is not None and role not in DETECTRON2_ROLES:
         raise CheckpointError(f"original MSAD checkpoints hold a teacher or a student, not a {role!r}")
     state = load_detectron2_checkpoint(source)
     try:
@@ -107,9 +104,10 @@ def convert_detectron2(
             f"the original models pair HR and LR levels for k = 2; the recipe has k = {recipe.teacher.k}"
         )
 
-    model = build_model(recipe, role=found, num_classes=rows)
-    backbone = _backbone(model, found)
-    head_prefix = "detector.head." if found == "teacher" else "head."
+    kind = get_role(found)
+    model = kind.build_model(recipe, num_classes=rows)
+    backbone: Any = kind.detector(model).backbone
+    head_prefix = f"{kind.detector_prefix}head."
     try:
         converted = convert_detectron2_state(
             state, role=found, width=backbone.width, widths=backbone.widths, depth=backbone.depth,

@@ -12,7 +12,7 @@ from msad.api.training import build_task
 from msad.checkpoint import check_compatible, load_model, read_checkpoint
 from msad.config import Recipe, recipe_from_dict
 from msad.api._situations import user_situations
-from msad.build import build_eval_collator, build_val_dataset
+from msad.build import build_val_dataset
 from msad.comm import get_rank
 from msad.engine import launch
 from msad.evaluation.coco_eval import CocoEvaluator
@@ -22,6 +22,7 @@ from msad.engine.distributed import resolve_device
 from msad.engine.inference import check_precision, inference_autocast, inference_model
 from msad.errors import RecipeError, UsageError
 from msad.outputs import check_outputs
+from msad.roles import Teacher, get_role
 from msad.serialization import atomic_write_text
 
 __all__ = ["METRICS", "TEACHER_BRANCHES", "evaluate", "evaluate_branches", "eval_inputs"]
@@ -29,7 +30,7 @@ __all__ = ["METRICS", "TEACHER_BRANCHES", "evaluate", "evaluate_branches", "eval
 #: The COCO box metrics msad reports, 0–100.
 METRICS = ("AP", "AP50", "AP75", "APs", "APm", "APl")
 #: The teacher's branches, in the order ``--branch all`` shows them.
-TEACHER_BRANCHES = ("hr", "lr", "fused")
+TEACHER_BRANCHES = Teacher.branches
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,8 @@ def evaluate(
     check_outputs([("--json", json_out), ("--results", results_out)], inputs=eval_inputs(recipe, weights))
     ckpt = read_checkpoint(weights)
     check_compatible(ckpt, recipe)
-    if branch is not None and ckpt.role != "teacher":
+    role = get_role(ckpt.role)
+    if branch is not None and not role.branches:
         raise UsageError(f"--branch applies to teacher weights; {weights} holds a {ckpt.role}")
     job = _EvalJob(
         recipe.model_dump(mode="json"), str(weights), branch, batch_size, check_precision(precision), per_class,
@@ -81,7 +83,7 @@ def evaluate(
     extra = {}
     if detailed:
         metrics, extra = metrics["metrics"], {"per_class": metrics["per_class"]} if per_class else {}
-    used = branch or (recipe.teacher.eval_branch if ckpt.role == "teacher" else None)
+    used = role.branch(recipe, branch)
     report = {
         "role": ckpt.role, "branch": used, "weights": str(weights), "metrics": metrics,
         "data_scale": recipe.data.scale, "trained_data_scale": ckpt.recipe.data.scale, "precision": precision, **extra,
@@ -102,10 +104,11 @@ def evaluate_branches(
     """
     check_outputs([("--json", json_out)], inputs=eval_inputs(recipe, weights))
     ckpt = read_checkpoint(weights)
-    if ckpt.role != "teacher":
+    branches = get_role(ckpt.role).branches
+    if not branches:
         raise UsageError(f"--branch all applies to teacher weights; {weights} holds a {ckpt.role}")
-    reports = {b: evaluate(recipe, weights, branch=b, gpus=gpus, batch_size=batch_size) for b in TEACHER_BRANCHES}
-    first = reports[TEACHER_BRANCHES[0]]
+    reports = {b: evaluate(recipe, weights, branch=b, gpus=gpus, batch_size=batch_size) for b in branches}
+    first = reports[branches[0]]
     report = {
         "role": ckpt.role, "weights": str(weights), "branches": {b: r["metrics"] for b, r in reports.items()},
         "data_scale": first["data_scale"], "trained_data_scale": first["trained_data_scale"],
@@ -150,7 +153,7 @@ def _detailed_eval_worker(job: _EvalJob) -> dict[str, Any]:
     evaluator = CocoEvaluator(dataset.coco, dataset.category_ids, backend=recipe.eval.backend)
     with inference_autocast(device, job.precision):
         metrics = evaluate_coco(
-            lambda images, sizes: task.predict(model, images, sizes), dataset, collate=build_eval_collator(recipe, ckpt.role),
+            lambda images, sizes: task.predict(model, images, sizes), dataset, collate=get_role(ckpt.role).collator(recipe),
             batch_size=job.batch_size, num_workers=recipe.data.num_workers, evaluator=evaluator,
         )
     per_class: dict[str, float] = {}

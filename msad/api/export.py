@@ -15,6 +15,7 @@ from msad.export.program import save_program, trace
 from msad.export.runtime import open_backend
 from msad.models.fold import fold_batchnorm, has_batchnorm
 from msad.outputs import check_outputs
+from msad.roles import get_role
 
 __all__ = ["ExportResult", "export", "export_targets"]
 
@@ -45,9 +46,10 @@ def export_targets(out: str | Path) -> list[Path]:
 
 
 def export(
-    weights: str | Path, out: str | Path, *, input_frame: str | None = None, fold_bn: bool = True, check: bool = True
+    weights: str | Path, out: str | Path, *, input_frame: str | None = None, branch: str | None = None,
+    fold_bn: bool = True, check: bool = True,
 ) -> ExportResult:
-    """Export baseline, teacher (fused branch) or student weights for deployment.
+    """Export baseline, teacher (one branch) or student weights for deployment.
 
     The graph takes float 0–255 RGB ``[B, 3, H, W]`` (H, W multiples of the spec's ``size_divisibility``),
     normalises it (and for a student with ``input_frame="hr"`` takes the nearest ×1/k copy) and returns the
@@ -61,28 +63,34 @@ def export(
         out: ``*.onnx``, ``*.pt2``, or a directory (both, as ``model.onnx`` and ``model.pt2``).
         input_frame: students only: ``lr`` (the default: the image is its LR input, as ``msad predict`` takes it)
             or ``hr``. A baseline's or teacher's graph always takes the image it was trained on: refused for them.
+        branch: teachers only: the branch the graph runs (``hr``, ``lr`` or ``fused``); default the recipe's
+            ``teacher.eval_branch``, the branch ``msad eval`` reports.
         fold_bn: fold batch norm into the convolutions (the active width's BN of a slimmable backbone).
         check: run a check batch through every written file and record its largest difference from eager.
 
     Raises:
-        UsageError: ``input_frame`` given for a baseline or teacher, or an output path that cannot be written.
+        UsageError: ``input_frame`` given for a baseline or teacher, ``branch`` for a baseline or student, or an
+            output path that cannot be written.
     """
     targets = export_targets(out)
     folder = None if Path(out).suffix in (".onnx", ".pt2") else out
     check_outputs([("OUT", t) for t in targets], inputs=[("WEIGHTS", weights)], within=folder)
     ckpt = read_checkpoint(weights)
-    if input_frame is not None and ckpt.role != "student":
+    role = get_role(ckpt.role)
+    if input_frame is not None and len(role.frames) == 1:
         raise UsageError(
             f"--input {input_frame} applies to student weights only; {weights} holds a {ckpt.role}, whose graph "
             "always takes the image it was trained on: leave --input out"
         )
+    if branch is not None and not role.branches:
+        raise UsageError(f"--branch {branch} applies to teacher weights only; {weights} holds a {ckpt.role}: leave --branch out")
     if any(t.suffix == ".onnx" for t in targets):
         from msad.export.onnx import require_onnx
 
         require_onnx()
     model = load_model(ckpt)
     network = fold_batchnorm(model) if fold_bn else model
-    spec = deploy_spec(ckpt, input_frame=input_frame or "lr", batchnorm_folded=not has_batchnorm(network))
+    spec = deploy_spec(ckpt, input_frame=input_frame, branch=branch, batchnorm_folded=not has_batchnorm(network))
     deployed = DeployModel(network, spec).eval()
     program = trace(deployed, spec)
     with user_situations("export"):

@@ -21,12 +21,13 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from msad.build import build_model, model_width
+from msad.build import model_width
 from msad.config import Recipe, recipe_from_dict
 from msad.errors import UsageError
 from msad.macs import count_macs, on_meta
 from msad.plugins import get_builder
 from msad.outputs import check_outputs
+from msad.roles import ROLES
 from msad.serialization import atomic_write_text
 
 __all__ = ["CapacityRow", "CapacityReport", "capacity", "paper_recipe", "is_slimmable", "PAPER_WIDTHS"]
@@ -168,22 +169,19 @@ def capacity(
     return report
 
 
-def _build(recipe: Recipe, num_classes: int) -> tuple[nn.Module, nn.Module, nn.Module]:
-    """Teacher, student and baseline of ``recipe`` on the ``meta`` device, in eval mode.
+def _build(recipe: Recipe, num_classes: int) -> dict[str, nn.Module]:
+    """The model of every role of ``recipe``, by role name, on the ``meta`` device, in eval mode.
 
     The student is built as when its weights are loaded (not copied from the teacher): the same modules.
     """
     with on_meta():
-        teacher = build_model(recipe, role="teacher", num_classes=num_classes).eval()
-        student = build_model(recipe, role="student", num_classes=num_classes).eval()
-        baseline = build_model(recipe, role="baseline", num_classes=num_classes).eval()
-    return teacher, student, baseline
+        return {name: role.build_model(recipe, num_classes=num_classes).eval() for name, role in ROLES.items()}
 
 
 def _backbone_costs(recipe: Recipe, images: dict[str, Tensor], num_classes: int) -> dict[str, float]:
     """Backbone multiply-adds on HR and LR, with and without the stem (batch norm folded)."""
     with on_meta():
-        backbone = build_model(recipe, role="baseline", num_classes=num_classes).eval().backbone
+        backbone = ROLES["baseline"].build_model(recipe, num_classes=num_classes).eval().backbone
     return _backbone_counts(backbone, images)
 
 
@@ -198,16 +196,13 @@ def _backbone_counts(backbone: nn.Module, images: dict[str, Tensor]) -> dict[str
 
 def _measure(recipe: Recipe, images: dict[str, Tensor], num_classes: int, skipped: Counter[str]):
     """``(costs, baseline params M, teacher params M, student params M)`` of one width."""
-    teacher, student, baseline = _build(recipe, num_classes)
-    costs = _backbone_counts(teacher.detector.backbone, images)
-    for name, fn, module in (
-        ("baseline", baseline, baseline), ("student", student, student),
-        ("teacher", lambda x: teacher(x, branches=("fused",)).fused, teacher),
-    ):
-        count = count_macs(fn, images[name], module=module)
+    models = _build(recipe, num_classes)
+    costs = _backbone_counts(ROLES["teacher"].detector(models["teacher"]).backbone, images)
+    for name, role in ROLES.items():  # each on its own input (``images[name]``), at inference (the teacher: fused)
+        count = count_macs(role.inference_network(models[name]), images[name], module=models[name])
         costs[name] = count.total
         skipped.update(count.skipped)
-    return costs, _params_m(baseline), _params_m(teacher), _params_m(student)
+    return costs, _params_m(models["baseline"]), _params_m(models["teacher"]), _params_m(models["student"])
 
 
 def paper_recipe() -> Recipe:

@@ -36,15 +36,13 @@ from msad.api.prediction_files import (
     search_images,
 )
 from msad.checkpoint import Checkpoint, load_model, read_checkpoint
-from msad.build import build_eval_collator, build_postprocess
+from msad.build import build_postprocess
 from msad.data import read_image, resized_shape
 from msad.data.transforms import resize_image
 from msad.engine.distributed import resolve_device
 from msad.engine.inference import inference_autocast, inference_model
 from msad.errors import MsadError, UsageError
-from msad.models.detector import downscale_nearest
-from msad.models.student import to_input_frame
-from msad.levels import LevelPairing
+from msad.roles import get_role
 from msad.serialization import atomic_write_text
 from msad.structures import Detections, Target
 from msad.tasks.evaluate import to_original_frame, unpadded_groups
@@ -96,23 +94,24 @@ class Predictor:
         self, checkpoint: Checkpoint, *, score_threshold: float = 0.3, device: str = "auto", precision: str = "fp32",
         input_scale: str | None = None,
     ) -> None:
-        role = checkpoint.role
+        role = get_role(checkpoint.role)
         input_scale = input_scale or "hr"
         if input_scale not in INPUT_SCALES:
             raise UsageError(f"--input-scale must be hr or lr, got {input_scale!r}")
-        if input_scale == "lr" and role != "student":
-            raise UsageError(f"--input-scale lr applies to student weights; {checkpoint.path} holds a {role} (it takes HR images)")
+        if input_scale not in role.frames:
+            raise UsageError(f"--input-scale {input_scale} applies to student weights; {checkpoint.path} holds a {role} "
+                             f"(it takes {' or '.join(f.upper() for f in role.frames)} images)")
         self.checkpoint = checkpoint
+        self.role = role
         self.recipe = checkpoint.recipe
         self.input_scale = input_scale
         self.device = resolve_device(device)
         self.precision = precision
-        self.model: nn.Module = inference_model(load_model(checkpoint), precision).to(self.device)
+        network = role.inference_network(load_model(checkpoint), role.branch(self.recipe))
+        self.model: nn.Module = inference_model(network, precision).to(self.device)
         self.postprocess = build_postprocess(self.recipe)
         self.score_threshold = score_threshold
-        self.pairing = LevelPairing(k=self.recipe.teacher.k)
-        # an LR input is padded like a single-resolution model's batch; an HR image like the role's evaluation batch
-        self.collate = build_eval_collator(self.recipe, "baseline" if input_scale == "lr" else role)
+        self.collate = role.collator(self.recipe, input_scale)  # padded as the role's evaluation pads this frame
 
     @property
     def label_space(self) -> list[tuple[int, str]]:
@@ -147,18 +146,12 @@ class Predictor:
 
     def _detect(self, images: Tensor, sizes: list[tuple[int, int]]) -> list[Detections]:
         """Detections of a padded batch, boxes in the frame of ``images``."""
-        role, k = self.checkpoint.role, self.pairing.k
-        if role == "student" and self.input_scale == "hr":
-            images = downscale_nearest(images, k)  # the student's LR input, as in evaluation
+        role, frame = self.role, self.input_scale
         with inference_autocast(self.device, self.precision):
-            if role == "teacher":
-                branch = self.recipe.teacher.eval_branch
-                outputs = self.model(images, branches=(branch,)).branch(branch)
-            else:
-                outputs = self.model(images)
-        if role == "student" and self.input_scale == "lr":  # boxes come out in the frame k× its input
-            return to_input_frame(self.postprocess(outputs, self.model.strides, [(h * k, w * k) for h, w in sizes]), self.pairing)
-        return self.postprocess(outputs, self.model.strides, sizes)
+            outputs = self.model(role.network_input(images, self.recipe, frame))
+        f = role.output_factor(self.recipe, frame)  # boxes come out in the frame f× the images'
+        found = self.postprocess(outputs, self.model.strides, [(h * f, w * f) for h, w in sizes])
+        return found if f == 1 else [d.scaled(1 / f, 1 / f) for d in found]
 
 
 class _ImageFiles(Dataset):

@@ -12,11 +12,11 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from msad.build import STAGES
 from msad.config import Recipe
 from msad.data import CocoDetection
 from msad.errors import CheckpointError, DataError, RecipeError, RunStateError, UsageError
 from msad.outputs import check_outputs, same_file
+from msad.roles import ROLES, Role, get_role
 from msad.serialization import read_metadata
 
 __all__ = ["RUN_FILES", "check_run_directory", "check_run_outputs", "check_trainable", "recipe_differences"]
@@ -26,7 +26,7 @@ _IRRELEVANT = frozenset({"data.num_workers"})
 _SHOWN = 4
 
 
-def check_run_directory(recipe: Recipe, role: str, output: Path, *, resume: bool, force: bool) -> None:
+def check_run_directory(recipe: Recipe, role: str | Role, output: Path, *, resume: bool, force: bool) -> None:
     """Refuse option combinations and directories a training run must not use.
 
     Raises:
@@ -60,7 +60,7 @@ def check_run_directory(recipe: Recipe, role: str, output: Path, *, resume: bool
         )
 
 
-def _check_run_role(output: Path, role: str) -> None:
+def _check_run_role(output: Path, role: str | Role) -> None:
     """Refuse to resume, as ``role``, a run another command made (its weights say which).
 
     Raises:
@@ -73,10 +73,12 @@ def _check_run_role(output: Path, role: str) -> None:
         found = read_metadata(weights).get("role")
     except CheckpointError:
         return  # an unreadable checkpoint is the resume's own error to report
-    if found in STAGES and found != role:
+    mine = get_role(role)
+    if found in ROLES and found != mine.name:
+        made_by = ROLES[found].stage  # a stage is trained by the command of its name
         raise RunStateError(
-            f"cannot resume {output} with `msad {STAGES[role]}`: it holds a {found} run, made by `msad {STAGES[found]}`; "
-            f"resume it with `msad {STAGES[found]} … --resume`, or choose another --output"
+            f"cannot resume {output} with `msad {mine.stage}`: it holds a {found} run, made by `msad {made_by}`; "
+            f"resume it with `msad {made_by} … --resume`, or choose another --output"
         )
 
 
@@ -120,15 +122,12 @@ def check_run_outputs(recipe: Recipe, output: Path, *, teacher: str | Path | Non
     )
 
 
-def recipe_differences(old: Mapping[str, Any], new: Mapping[str, Any], role: str) -> list[str]:
-    """Dotted fields (``solver.lr`` …) where two recipe dumps differ in what shapes a run of ``role``."""
-    sections = ["model", "data", "solver", "run.seed"]
-    if role in ("teacher", "student"):
-        sections.append("teacher")
-    if role == "student":
-        sections.append("distill")
+def recipe_differences(old: Mapping[str, Any], new: Mapping[str, Any], role: str | Role) -> list[str]:
+    """Dotted fields (``solver.lr`` …) where two recipe dumps differ in what shapes a run of ``role`` (its
+    :attr:`~msad.roles.Role.resume_sections`)."""
+    role = get_role(role)
+    sections, stage = role.resume_sections, role.stage
     flat_old, flat_new = dict(_flatten(old)), dict(_flatten(new))
-    stage = STAGES.get(role, "train")
     # a key only one side has is a field added by another msad version (its default), except for plugin options
     keys = sorted((flat_old.keys() & flat_new.keys()) | {k for k in flat_old.keys() ^ flat_new.keys() if ".options." in k})
     return [

@@ -17,11 +17,7 @@ from typing import Any
 from torch import nn
 
 from msad.checkpoint import Checkpoint, check_compatible, detector_metadata, load_model, read_checkpoint
-from msad.build import (
-    STAGES, build_criterion, build_distill_loss, build_eval_collator, build_evaluator, build_model, build_postprocess,
-    build_train_collator, build_train_dataset, build_val_dataset, run_settings, solver_settings,
-)
-from msad.build import check_frozen_backbone
+from msad.build import build_train_dataset, run_settings, solver_settings
 from msad.config import Recipe, recipe_from_dict
 from msad.console import plural
 from msad.data import build_train_loader
@@ -32,10 +28,9 @@ from msad.engine.distributed import launched_rank, restart_count
 from msad.run_lock import hold_run_directory
 from msad.comm import get_rank, get_world_size
 from msad.errors import CheckpointError, UsageError
+from msad.roles import Role, get_role
 from msad.tasks.detection import DetectionTask
-from msad.tasks.student import StudentTask, kd_ramp
-from msad.tasks.teacher import TeacherTask
-from msad.visualize import make_previewer
+from msad.tasks.student import kd_ramp
 
 __all__ = ["TrainResult", "train", "train_teacher", "distill", "build_task", "stage_output"]
 
@@ -95,7 +90,7 @@ def distill(
 
 def _warn_unfinished_ramp(recipe: Recipe) -> None:
     """Say (once, on stderr) when the KD warm-up is longer than the distillation: the weight never reaches its value."""
-    ramp, iters, weight = recipe.distill.ramp_iters, recipe.solver_for(STAGES["student"]).iters, recipe.distill.kd_weight
+    ramp, iters, weight = recipe.distill.ramp_iters, recipe.solver_for(get_role("student").stage).iters, recipe.distill.kd_weight
     if weight > 0 and ramp > iters:
         print(f"msad: warning: distill.ramp_iters = {ramp} is longer than the {iters} distillation iterations, so the KD "
               f"weight ends at {kd_ramp(iters - 1, ramp):.2f} × distill.kd_weight = {weight:g}; set distill.ramp_iters "
@@ -128,7 +123,7 @@ def _run(recipe: Recipe, role: str, *, gpus: int, output: str | Path | None, res
     if teacher is not None:
         _check_teacher_kept(teacher, out)
     recipe = recipe.model_copy(update={"run": recipe.run.model_copy(update={"output": str(out)})})
-    check_frozen_backbone(recipe, role)
+    get_role(role).check_trainable(recipe)
     if restart_count():  # a rank torchrun restarted: it continues its run (the engine decides from the directory)
         resume, force = True, False
     check_run_directory(recipe, role, out, resume=resume, force=force)
@@ -146,8 +141,8 @@ def _run(recipe: Recipe, role: str, *, gpus: int, output: str | Path | None, res
 
 def _train_worker(job: _Job) -> dict[str, float]:
     """One rank: build everything from the recipe and train."""
-    recipe = recipe_from_dict(job.recipe)
-    _check_batch_split(recipe, job.role)
+    recipe, role = recipe_from_dict(job.recipe), get_role(job.role)
+    _check_batch_split(recipe, role)
     seed_everything(recipe.run.seed)  # the model's starting weights are drawn from the recipe's seed
     train_set = build_train_dataset(recipe)
     check_trainable(train_set, recipe)
@@ -157,15 +152,15 @@ def _train_worker(job: _Job) -> dict[str, float]:
             f"{teacher_ckpt.path}: the teacher's classes {[n for _, n in teacher_ckpt.label_space]} differ from "
             f"the training data's {train_set.class_names}"
         )
-    task = build_task(recipe, job.role, label_space=train_set.label_space, teacher=teacher_ckpt, train_set=train_set)
-    if job.role == "student" and get_rank() == 0:
+    task = build_task(recipe, role, label_space=train_set.label_space, teacher=teacher_ckpt, train_set=train_set)
+    if teacher_ckpt is not None and get_rank() == 0:
         mode = {"eval": "eval mode (running statistics)", "train": "train mode (batch statistics, as the reference)"}
         print(f"teacher {job.teacher}: frozen, BatchNorm in {mode[recipe.distill.teacher_bn]}", flush=True)
         _warn_unfinished_ramp(recipe)  # once the inputs are accepted
-    solver = solver_settings(recipe, role=job.role)
+    solver = solver_settings(recipe, stage=role.stage)
     run = recipe.run
-    settings = run_settings(recipe, role=job.role)
-    collate = build_train_collator(recipe, job.role, normalize_on_device=True)  # uint8 to the device, normalised there
+    settings = run_settings(recipe, stage=role.stage)
+    collate = role.collator(recipe, normalize_on_device=True)  # uint8 to the device, normalised there
     pin = resolve_device(settings.device).type == "cuda"  # pinned batches: copies the host does not wait for
     landscape = train_set.landscape() if recipe.data.group_aspect_ratio else None  # None: no aspect-ratio grouping
 
@@ -187,9 +182,9 @@ def _data_sizes(train: int, val: int | None) -> str:
     return f"data: {plural(train, 'train image')}, " + ("no validation" if val is None else plural(val, "val image"))
 
 
-def _check_batch_split(recipe: Recipe, role: str) -> None:
+def _check_batch_split(recipe: Recipe, role: str | Role) -> None:
     """Refuse a global batch that the ranks cannot share equally (before anything is built)."""
-    batch, ranks = recipe.solver_for(STAGES[role]).batch_size, get_world_size()
+    batch, ranks = recipe.solver_for(get_role(role).stage).batch_size, get_world_size()
     if batch % ranks:
         raise UsageError(
             f"solver.batch_size = {batch} (the batch over all ranks) cannot be split over {ranks} ranks; "
@@ -198,63 +193,27 @@ def _check_batch_split(recipe: Recipe, role: str) -> None:
 
 
 def build_task(
-    recipe: Recipe, role: str, *, label_space: list[tuple[int, str]], teacher: Checkpoint | None = None,
+    recipe: Recipe, role: str | Role, *, label_space: list[tuple[int, str]], teacher: Checkpoint | None = None,
     train_set=None, val_batch_size: int | None = None, model: nn.Module | None = None, eval_branch: str | None = None,
 ) -> DetectionTask:
-    """The engine task of a role: model, criterion, postprocess, evaluator and checkpoint metadata.
+    """The engine task of a role (:meth:`msad.roles.Role.build_task`), a student's from a teacher checkpoint.
 
     Args:
         recipe: the resolved recipe.
-        role: ``baseline``, ``teacher`` or ``student``.
+        role: ``baseline``, ``teacher`` or ``student`` (or the role).
         label_space: ``[(coco_id, name), …]`` in label order.
-        teacher: the teacher checkpoint a student is trained from.
+        teacher: the teacher checkpoint a student is trained from (checked against the recipe, then loaded).
         train_set: the training set, to check the validation categories against.
         val_batch_size: images per rank in evaluation (default: the solver batch over ranks).
         model: an already built (e.g. loaded) model; a student given this way needs no teacher (evaluation).
         eval_branch: the teacher branch to evaluate (default ``teacher.eval_branch``).
     """
-    num_classes = len(label_space)
-    common = {
-        "criterion": build_criterion(recipe, num_classes=num_classes),
-        "postprocess": build_postprocess(recipe),
-        "evaluator": _evaluator(recipe, role, label_space, train_set, val_batch_size),
-        "metadata": detector_metadata(recipe, role=role, label_space=list(label_space)),
-        "previewer": _previewer(recipe, role, label_space, train_set),
-    }
-    if role == "student":
-        common["metadata"]["teacher_bn"] = recipe.distill.teacher_bn
-    if role == "baseline":
-        return DetectionTask(model=model or build_model(recipe, role=role, num_classes=num_classes), **common)
-    if role == "teacher":
-        model = model or build_model(recipe, role=role, num_classes=num_classes)
-        t = recipe.teacher
-        return TeacherTask(model=model, loss_weights=t.loss_weights.model_dump(), eval_branch=eval_branch or t.eval_branch, **common)
-    if model is not None:
-        return DetectionTask(model=model, input_factor=recipe.teacher.k, **common)
-    if teacher is None:
-        raise ValueError("the student task needs the teacher checkpoint")
-    check_compatible(teacher, recipe)
-    frozen_teacher = load_model(teacher)
-    student = build_model(recipe, role="student", num_classes=num_classes, teacher=frozen_teacher)
-    d = recipe.distill
-    return StudentTask(
-        model=student, teacher=frozen_teacher, distill_loss=build_distill_loss(recipe), kd_weight=d.kd_weight,
-        ramp_iters=d.ramp_iters, teacher_bn=d.teacher_bn, input_factor=recipe.teacher.k, **common,
+    role = get_role(role)
+    frozen_teacher = None
+    if teacher is not None and model is None:
+        check_compatible(teacher, recipe)
+        frozen_teacher = load_model(teacher)
+    return role.build_task(
+        recipe, label_space=label_space, metadata=detector_metadata(recipe, role=role.name, label_space=list(label_space)),
+        model=model, teacher=frozen_teacher, train_set=train_set, val_batch_size=val_batch_size, eval_branch=eval_branch,
     )
-
-
-def _previewer(recipe: Recipe, role: str, label_space, train_set):
-    """Predictions drawn on the first validation images for TensorBoard (``None`` unless ``run.tensorboard``)."""
-    if not (recipe.run.tensorboard and recipe.data.val_annotations and get_rank() == 0):
-        return None
-    dataset = build_val_dataset(recipe, label_space=label_space, train=train_set)
-    return make_previewer(dataset, collate=build_eval_collator(recipe, role))
-
-
-def _evaluator(recipe: Recipe, role: str, label_space, train_set, batch_size: int | None):
-    """The COCO evaluator on the recipe's validation set (``None`` when the recipe has none)."""
-    if not recipe.data.val_annotations:
-        return None
-    dataset = build_val_dataset(recipe, label_space=label_space, train=train_set)
-    per_rank = batch_size or max(1, recipe.solver_for(STAGES[role]).batch_size // get_world_size())
-    return build_evaluator(recipe, role, dataset, batch_size=per_rank)

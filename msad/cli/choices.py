@@ -26,6 +26,8 @@ InputScale = Literal["hr", "lr"]
 Branch = Literal["fused", "hr", "lr", "all"]
 #: ``msad eval --eval-backend`` (:data:`msad.evaluation.EVAL_BACKENDS`).
 EvalBackend = Literal["pycocotools", "faster_coco_eval"]
+#: ``msad export --branch``: a teacher branch (:attr:`msad.roles.Teacher.branches`).
+ExportBranch = Literal["fused", "hr", "lr"]
 #: ``msad export --input`` (:data:`msad.export.deploy.INPUT_FRAMES`).
 ExportInput = Literal["lr", "hr"]
 #: ``msad convert detectron2 --role``: what an original MSAD checkpoint holds.

@@ -43,12 +43,14 @@ import torch
 from torch import Tensor
 
 from msad.errors import CheckpointError
-from msad.levels import BACKBONE_LEVELS, HEAD_LEVELS
+from msad.levels import BACKBONE_LEVELS, HEAD_LEVELS, LevelPairing
 from msad.models.backbones.slimmable_shapes import DEPTHS, STAGE_CHANNELS, channels_at
+from msad.roles import get_role
 
 __all__ = [
     "ORIGINAL_WIDTHS",
     "DETECTRON2_PIXEL_MEAN_RGB",
+    "DETECTRON2_ROLES",
     "detectron2_role",
     "detectron2_num_classes",
     "detectron2_width",
@@ -64,7 +66,14 @@ DETECTRON2_PIXEL_MEAN_RGB: tuple[float, float, float] = (123.675, 116.28, 103.53
 
 _BN_STATS = ("weight", "bias", "running_mean", "running_var")
 _PREFIX = {"teacher": "T", "student": "S"}
+#: The roles an original MSAD checkpoint can hold.
+DETECTRON2_ROLES: tuple[str, ...] = tuple(_PREFIX)
 _TEACHER_ONLY = ("T_backbone.", "T_fcos_head.", "SE.")
+#: Keys of an original file of each role that msad's model of that role has no place for: a student's file
+#: also holds its teacher, and the P7 block of a pyramid that ends at P6.
+_UNUSED = {"teacher": (), "student": (*_TEACHER_ONLY, "S_backbone.top_block.p7.")}
+#: The C-FF fusion's layers in an original teacher (``SE.fc.*`` → ``fusion.fc.*``); a student has none.
+_FUSION_LAYERS = {"teacher": ("0", "2"), "student": ()}
 _HEAD_RENAME = {"cls_logits": "cls_logits", "bbox_pred": "box_pred", "ctrness": "centerness"}
 _HEAD_REQUIRED = ("cls_logits.weight", "cls_logits.bias", "bbox_pred.weight", "ctrness.weight")
 
@@ -332,19 +341,18 @@ def convert_detectron2_state(
     if trained is not None and trained != float(width):
         raise CheckpointError(f"the original checkpoint was trained at width {trained} (its FPN reads "
                               f"{channels_at(2048, trained)} res5 channels), but the recipe's width is {width}")
-    p = _PREFIX[role]
-    base = "detector." if role == "teacher" else ""
+    p, msad_role = _PREFIX[role], get_role(role)
+    base = msad_role.detector_prefix
     c = _Collector(state)
     _convert_backbone(c, f"{p}_backbone.bottom_up.", f"{base}backbone.", depth=depth, widths=widths,
                       source_widths=source_widths, pixel_std=pixel_std)
-    _convert_fpn(c, f"{p}_backbone.", f"{base}neck.", with_p7=role == "teacher")
+    _convert_fpn(c, f"{p}_backbone.", f"{base}neck.", with_p7="p7" in msad_role.routing(LevelPairing(k=2))[1])
     _convert_head(c, f"{p}_fcos_head.", f"{base}head.", tower_bias=tower_bias)
-    if role == "teacher":
-        for layer in ("0", "2"):
-            tensor = c.take(f"SE.fc.{layer}.weight")
-            if tensor is not None:
-                c.out[f"fusion.fc.{layer}.weight"] = tensor
-    ignored = _TEACHER_ONLY + ("S_backbone.top_block.p7.",) if role == "student" else ()
+    for layer in _FUSION_LAYERS[role]:
+        tensor = c.take(f"SE.fc.{layer}.weight")
+        if tensor is not None:
+            c.out[f"fusion.fc.{layer}.weight"] = tensor
+    ignored = _UNUSED[role]
     unexpected = sorted(k for k in state if k not in c.used and not k.startswith(ignored))
     problems = []
     if c.missing:

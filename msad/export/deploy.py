@@ -1,6 +1,6 @@
 """What an exported detector is: a graph from raw RGB pixels to raw head maps, and the facts to use it.
 
-:class:`DeployModel` wraps a baseline, a teacher (its fused branch) or a student and puts the preprocessing
+:class:`DeployModel` wraps a baseline, a teacher (one branch) or a student and puts the preprocessing
 inside the graph: normalisation and, for a student given an HR image, the nearest ×1/k copy. Its outputs are
 the raw head maps, three per head level (``cls_logits``, ``box_regression``, ``centerness``). Everything a
 runtime needs besides the graph travels as :class:`DeploySpec` (JSON in the file's metadata).
@@ -20,6 +20,7 @@ from msad.errors import MsadError
 from msad.levels import HEAD_LEVELS, level_stride
 from msad.models.detector import downscale_nearest
 from msad.ops.postprocess import FCOSPostProcess
+from msad.roles import ROLES, get_role
 from msad.structures import LevelOutputs, normalize_pixels_
 
 if TYPE_CHECKING:
@@ -42,7 +43,7 @@ class DeploySpec:
     """The contract of an exported graph (stored as JSON under the metadata key ``msad``).
 
     Attributes:
-        role: ``baseline``, ``teacher`` (fused branch) or ``student``.
+        role: ``baseline``, ``teacher`` or ``student``.
         input_frame: ``hr`` or ``lr``: the frame of the image the graph takes.
         input_factor: the graph downsamples its input by this (nearest) before the network (k or 1).
         box_scale: decoded boxes (in the frame of ``strides``) times this are in the input's frame.
@@ -55,6 +56,8 @@ class DeploySpec:
         resize: ``(test_size, max_size, scale)`` an image is resized with before the graph, or ``None`` (as given).
         width: backbone width.
         batchnorm_folded: whether the graph's BNs were folded into the convs.
+        branch: the branch of a teacher the graph runs (``hr``, ``lr`` or ``fused``; ``None`` for a role with one
+            output, and in a teacher's file exported before msad recorded it: ``fused``).
         coarsest_stride: stride of the coarsest map in the input's frame; the graph needs that map to have more
             than one cell (an input side longer than this).
         max_side: the largest input height or width the graph was declared for.
@@ -76,6 +79,7 @@ class DeploySpec:
     resize: tuple[int, int, float] | None
     width: float | None
     batchnorm_folded: bool = True
+    branch: str | None = None
     coarsest_stride: int = 128
     max_side: int = 4096
     input_layout: str = "float32 RGB [B, 3, H, W], 0-255, H and W multiples of size_divisibility"
@@ -147,7 +151,6 @@ class DeploySpec:
             )
 
 
-_ROLES = ("baseline", "teacher", "student")
 _POSTPROCESS_OPTIONS = frozenset(inspect.signature(FCOSPostProcess).parameters)
 
 
@@ -159,11 +162,16 @@ def _spec_problem(spec: DeploySpec) -> str | None:
     def positive(value: object) -> bool:
         return isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < float("inf")
 
+    if spec.role not in ROLES:
+        return f"role must be one of {', '.join(ROLES)}, got {spec.role!r}"
+    role = get_role(spec.role)
     checks = [
-        (spec.role in _ROLES, f"role must be one of {', '.join(_ROLES)}, got {spec.role!r}"),
         (spec.input_frame in INPUT_FRAMES, f"input_frame must be one of {INPUT_FRAMES}, got {spec.input_frame!r}"),
-        (spec.role == "student" or (spec.input_frame, spec.input_factor, spec.box_scale) == ("hr", 1, 1.0),
+        (len(role.frames) > 1 or (spec.input_frame, spec.input_factor, spec.box_scale) == ("hr", 1, 1.0),
          f"a {spec.role}'s graph takes its own image (input_frame hr, input_factor 1, box_scale 1)"),
+        (spec.branch is None or spec.branch in role.branches,
+         f"branch must be one of {', '.join(role.branches)}, got {spec.branch!r}" if role.branches
+         else f"a {spec.role} has no branches, got branch {spec.branch!r}"),
         (positive_int(spec.input_factor), f"input_factor must be a positive integer, got {spec.input_factor!r}"),
         (positive(spec.box_scale), f"box_scale must be positive, got {spec.box_scale!r}"),
         (positive_int(spec.size_divisibility), f"size_divisibility must be a positive integer, got {spec.size_divisibility!r}"),
@@ -185,25 +193,32 @@ def _spec_problem(spec: DeploySpec) -> str | None:
     return next((problem for ok, problem in checks if not ok), None)
 
 
-def deploy_spec(ckpt: Checkpoint, *, input_frame: str = "lr", batchnorm_folded: bool = True) -> DeploySpec:
-    """The spec of ``ckpt``'s deployed graph; ``input_frame`` matters only for a student (``hr`` or ``lr``)."""
-    if input_frame not in INPUT_FRAMES:
+def deploy_spec(ckpt: Checkpoint, *, input_frame: str | None = None, branch: str | None = None,
+                batchnorm_folded: bool = True) -> DeploySpec:
+    """The spec of ``ckpt``'s deployed graph: padded, resized and scaled as :meth:`msad.roles.Role.deploy_frame`
+    says for the role (as evaluation pads it).
+
+    Args:
+        ckpt: the weights.
+        input_frame: ``hr`` or ``lr``, for a role that takes both (a student); default its LR input when it takes
+            one, else ``hr``.
+        branch: the branch of a role that has several (a teacher); default the recipe's ``teacher.eval_branch``.
+    """
+    role, recipe = get_role(ckpt.role), ckpt.recipe
+    frame = input_frame or ("lr" if "lr" in role.frames else "hr")
+    if frame not in INPUT_FRAMES:
         raise ExportError(f"input frame must be one of {INPUT_FRAMES}, got {input_frame!r}")
-    recipe, role = ckpt.recipe, ckpt.role
-    k, data = recipe.teacher.k, recipe.data
-    frame = input_frame if role == "student" else "hr"
-    if role == "teacher":
-        divisibility = recipe.teacher.size_divisibility
-    elif role == "student" and frame == "hr":
-        divisibility = data.size_divisibility * k
-    else:
-        divisibility = data.size_divisibility
+    try:
+        deploy = role.deploy_frame(recipe, frame)
+        chosen = role.branch(recipe, branch)
+    except ValueError as err:
+        raise ExportError(f"{ckpt.path}: {err}") from None
     return DeploySpec(
-        role=role,
-        input_frame=frame,
-        input_factor=k if role == "student" and frame == "hr" else 1,
-        box_scale=1.0 / k if role == "student" and frame == "lr" else 1.0,
-        size_divisibility=divisibility,
+        role=role.name,
+        input_frame=deploy.input_frame,
+        input_factor=deploy.input_factor,
+        box_scale=deploy.box_scale,
+        size_divisibility=deploy.size_divisibility,
         levels=HEAD_LEVELS,
         strides={lvl: level_stride(lvl) for lvl in HEAD_LEVELS},
         classes=[name for _, name in ckpt.label_space],
@@ -211,25 +226,25 @@ def deploy_spec(ckpt: Checkpoint, *, input_frame: str = "lr", batchnorm_folded: 
         pixel_mean=tuple(recipe.model.pixel_mean),
         pixel_std=tuple(recipe.model.pixel_std),
         postprocess=recipe.model.postprocess.model_dump(),
-        resize=None if role == "student" and frame == "lr" else (data.test_size, data.max_size, data.scale),
+        resize=deploy.resize,
         width=ckpt.width,
         batchnorm_folded=batchnorm_folded,
-        coarsest_stride=max(level_stride(lvl) for lvl in HEAD_LEVELS) // (k if role == "student" and frame == "lr" else 1),
+        branch=chosen,
+        coarsest_stride=deploy.coarsest_stride,
     )
 
 
 class DeployModel(nn.Module):
-    """Raw RGB pixels → raw head maps of a baseline, a teacher's fused branch or a student.
+    """Raw RGB pixels → raw head maps of a baseline, a teacher's branch or a student.
 
     Args:
         model: the detector (``FCOS``) or the aligned teacher, in eval mode.
-        spec: the contract (normalisation, input factor, head levels).
+        spec: the contract (normalisation, input factor, head levels, the teacher's branch).
     """
 
     def __init__(self, model: nn.Module, spec: DeploySpec) -> None:
         super().__init__()
-        self.model = model
-        self.role = spec.role
+        self.model = get_role(spec.role).inference_network(model, spec.branch)
         self.levels = spec.levels
         self.input_factor = spec.input_factor
         self.pixel_mean, self.pixel_std = spec.pixel_mean, spec.pixel_std
@@ -239,10 +254,7 @@ class DeployModel(nn.Module):
         x = normalize_pixels_(images.clone(), self.pixel_mean, self.pixel_std)  # as msad eval's collator does
         if self.input_factor != 1:
             x = downscale_nearest(x, self.input_factor)
-        if self.role == "teacher":
-            outputs = self.model(x, branches=("fused",)).branch("fused")
-        else:
-            outputs = self.model(x)
+        outputs = self.model(x)
         return tuple(getattr(outputs[lvl], name) for lvl in self.levels for name in OUTPUT_FIELDS)
 
 

@@ -12,7 +12,8 @@ import torch
 
 from msad import api
 from msad.api.training import build_task
-from msad.build import build_distill_loss, build_train_collator, build_train_dataset
+from msad.build import build_distill_loss, build_train_dataset
+from msad.roles import get_role
 from msad.config import Recipe
 from msad.errors import CheckpointError, UsageError
 from msad.tasks.detection import DetectionTask
@@ -90,7 +91,7 @@ def test_evaluate_branch_on_a_student_is_refused(trained_student: api.TrainResul
 def _student_batch(recipe: Recipe):
     """Four augmented training items collated as the student's training batches are (HR, teacher padding)."""
     dataset = build_train_dataset(recipe)
-    return build_train_collator(recipe, "student")([dataset[(i, 7)] for i in range(4)])
+    return get_role("student").collator(recipe)([dataset[(i, 7)] for i in range(4)])
 
 
 def test_kd_weight_zero_is_plain_low_resolution_training(tiny_recipe: Recipe, trained_teacher: api.TrainResult) -> None:

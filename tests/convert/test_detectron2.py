@@ -17,7 +17,7 @@ import torch.nn.functional as F
 
 from msad.api.convert import convert_detectron2
 from msad.checkpoint import load_model, read_checkpoint
-from msad.build import build_model
+from msad.roles import build_model
 from msad.config import load_recipe
 from msad.convert.detectron2 import (
     convert_detectron2_state,

@@ -85,7 +85,8 @@ def test_sync_batchnorm_of_a_student_keeps_the_frozen_teacher_per_gpu(tmp_path):
     """What the trainer converts is ``task.model``: the teacher (``task.frozen``) keeps plain BatchNorm."""
     from pathlib import Path
 
-    from msad.build import build_criterion, build_model, build_postprocess
+    from msad.build import build_criterion, build_postprocess
+    from msad.roles import build_model
     from msad.config import load_recipe
     from msad.engine.distributed import sync_batchnorm
     from msad.tasks.student import StudentTask

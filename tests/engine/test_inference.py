@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from msad.build import build_model
+from msad.roles import build_model
 from msad.config import load_recipe
 from msad.engine.inference import check_precision, inference_autocast, inference_model
 from msad.errors import UsageError

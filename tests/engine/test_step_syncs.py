@@ -20,7 +20,8 @@ import torch
 
 from msad import api
 from msad.api.training import build_task
-from msad.build import build_train_collator, build_train_dataset, run_settings, solver_settings
+from msad.build import build_train_dataset, run_settings, solver_settings
+from msad.roles import get_role
 from msad.config import Recipe, load_recipe
 from msad.data import build_train_loader
 from msad.engine import Trainer
@@ -110,8 +111,8 @@ def _trainer(recipe: Recipe, role: str, output: Path, teacher: Path | None) -> t
     ckpt = api.read_checkpoint(teacher, role="teacher") if teacher else None
     torch.manual_seed(0)
     task = build_task(recipe, role, label_space=train_set.label_space, teacher=ckpt)
-    solver = solver_settings(recipe, role=role)
-    collate = build_train_collator(recipe, role, normalize_on_device=True)
+    solver = solver_settings(recipe, stage=get_role(role).stage)
+    collate = get_role(role).collator(recipe, normalize_on_device=True)
 
     def loader(start: int, rank: int, world_size: int) -> Iterator[Batch]:
         return build_train_loader(train_set, total_batch_size=solver.batch_size, rank=rank, world_size=world_size,

@@ -10,7 +10,8 @@ import torch
 
 from msad import api
 from msad.api.training import build_task
-from msad.build import build_eval_collator, build_train_collator, build_train_dataset
+from msad.build import build_train_dataset
+from msad.roles import get_role
 from msad.config import Recipe
 from msad.tasks.student import StudentTask, kd_ramp
 
@@ -31,7 +32,7 @@ def _student_task(recipe: Recipe, teacher: api.TrainResult) -> StudentTask:
 def _batch(recipe: Recipe):
     """Four training items collated as the student's training batches are (HR, the teacher's padding)."""
     dataset = build_train_dataset(recipe)
-    return build_train_collator(recipe, "student")([dataset[(i, 3)] for i in range(4)])
+    return get_role("student").collator(recipe)([dataset[(i, 3)] for i in range(4)])
 
 
 def test_kd_ramp_is_linear_then_flat() -> None:
@@ -80,8 +81,8 @@ def test_every_trainable_student_parameter_gets_a_gradient(easy_recipe: Recipe, 
 
 def test_student_evaluation_padding_equals_its_training_padding(easy_recipe: Recipe) -> None:
     for recipe in (easy_recipe, easy_recipe.model_copy(update={"teacher": easy_recipe.teacher.model_copy(update={"size_divisibility": 256})})):
-        train = build_train_collator(recipe, "student").size_divisibility
-        assert build_eval_collator(recipe, "student").size_divisibility == train == recipe.teacher.size_divisibility
+        train = get_role("student").collator(recipe).size_divisibility
+        assert get_role("student").collator(recipe).size_divisibility == train == recipe.teacher.size_divisibility
 
 
 def test_the_student_is_evaluated_on_the_half_resolution_copy_in_the_hr_frame(

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from msad.api.training import build_task
-from msad.build import build_model
+from msad.roles import build_model
 from msad.config import load_recipe
 from msad.models.resolution_bn import ResolutionBatchNorm
 from msad.structures import Batch, Target

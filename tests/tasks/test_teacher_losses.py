@@ -7,7 +7,7 @@ from pathlib import Path
 import torch
 
 from msad.api.training import build_task
-from msad.build import build_model
+from msad.roles import build_model
 from msad.config import load_recipe
 from msad.ops.losses import FCOSCriterion
 from msad.structures import Batch, Target
