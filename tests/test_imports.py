@@ -81,3 +81,52 @@ def test_synthetic_generators_import_one_way() -> None:
 
     assert "msad.data.synth" not in imported("synth_coco.py")
     assert not {"msad.data.synth", "msad.data.synth_coco"} & imported("synth_shapes.py")
+
+
+#: The layers of ``docs/architecture.md``, lowest first: a module imports from its own group or the groups before it.
+LAYERS: tuple[frozenset[str], ...] = tuple(frozenset(group.split()) for group in (
+    "structures levels errors file_formats serialization outputs run_lock comm macs console plots visualize _pydantic_errors",
+    "models ops distill data evaluation",
+    "tasks engine",
+    "config plugins",
+    "build",
+    "roles",
+    "checkpoint",
+    "export convert",
+    "api",
+    "cli __main__",
+))
+
+
+def _layer(module: str) -> int | None:
+    """The layer of ``msad.<part>…`` (``None`` for ``msad`` itself, which every module may import for its version)."""
+    parts = module.split(".")
+    if parts[0] != "msad" or len(parts) < 2:
+        return None
+    return next((i for i, group in enumerate(LAYERS) if parts[1] in group), -1)
+
+
+def test_every_module_has_a_layer() -> None:
+    unplaced = sorted({
+        path.relative_to(_ROOT / "msad").parts[0].removesuffix(".py")
+        for path in (_ROOT / "msad").rglob("*.py")
+        if path.relative_to(_ROOT / "msad").parts[0] != "__init__.py"
+        and _layer("msad." + path.relative_to(_ROOT / "msad").parts[0].removesuffix(".py")) == -1
+    })
+    assert not unplaced, f"place these in LAYERS and in docs/architecture.md's layering: {unplaced}"
+
+
+def test_no_import_runs_upward() -> None:
+    """Every ``msad`` import (type-checking ones included) goes to the importer's own layer or one below it."""
+    upward = []
+    for path in sorted((_ROOT / "msad").rglob("*.py")):
+        rel = path.relative_to(_ROOT / "msad")
+        if rel.parts[0] == "__init__.py":
+            continue
+        own = _layer("msad." + rel.parts[0].removesuffix(".py"))
+        for line, modules in _imported_modules(path):
+            for module in modules:
+                target = _layer(module)
+                if target is not None and target > own:
+                    upward.append(f"{path.relative_to(_ROOT)}:{line} imports {module} (layer {target} > {own})")
+    assert not upward, "\n".join(sorted(set(upward)))
