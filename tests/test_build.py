@@ -38,7 +38,7 @@ def test_recipe_tables_are_derived_from_the_engine_settings(recipe_model, settin
 
 def test_recipe_defaults_reach_the_engine_unchanged() -> None:
     recipe = _recipe()
-    assert solver_settings(recipe, role="baseline") == SolverSettings(batch_size=2, lr=0.02, iters=100)
+    assert solver_settings(recipe, stage=get_role("baseline").stage) == SolverSettings(batch_size=2, lr=0.02, iters=100)
     assert run_settings(recipe) == RunSettings()
 
 
