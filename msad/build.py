@@ -23,7 +23,7 @@ from msad.models.detector import FCOS
 from msad.ops.losses import FCOSCriterion
 from msad.ops.postprocess import FCOSPostProcess
 from msad.plugins import call_builder
-from msad.tasks.evaluate import Predictor, evaluate_coco
+from msad.tasks.evaluation_loop import Predictor, evaluate_coco
 
 if TYPE_CHECKING:
     from msad.config import ModelRecipe, PluginSpec, Recipe

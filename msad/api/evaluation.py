@@ -16,7 +16,7 @@ from msad.build import build_val_dataset
 from msad.comm import get_rank
 from msad.engine import launch
 from msad.evaluation.coco_eval import CocoEvaluator
-from msad.tasks.evaluate import evaluate_coco
+from msad.tasks.evaluation_loop import evaluate_coco
 from msad.engine.metrics import strict_json
 from msad.engine.distributed import resolve_device
 from msad.engine.inference import check_precision, inference_autocast, inference_model

@@ -45,7 +45,7 @@ from msad.errors import MsadError, UsageError
 from msad.roles import get_role
 from msad.serialization import atomic_write_text
 from msad.structures import Detections, Target
-from msad.tasks.evaluate import to_original_frame, unpadded_groups
+from msad.tasks.evaluation_loop import to_original_frame, unpadded_groups
 from msad.visualize import draw_detections
 
 __all__ = ["IMAGE_SUFFIXES", "INPUT_SCALES", "PredictResult", "find_images", "Predictor", "predict"]

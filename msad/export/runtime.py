@@ -18,7 +18,7 @@ from msad.data.transforms import resize_image
 from msad.export.decode import decode_detections
 from msad.export.deploy import DeploySpec, ExportError, split_outputs
 from msad.structures import Detections, LevelOutputs
-from msad.tasks.evaluate import to_original_frame
+from msad.tasks.evaluation_loop import to_original_frame
 
 __all__ = ["RUNTIMES", "ExportedDetector", "open_backend"]
 

@@ -112,9 +112,9 @@ def test_sharded_over_two_gloo_ranks():
 
 
 def test_evaluate_coco_maps_predictions_back_to_the_original_frame(tmp_path):
-    """msad.tasks.evaluate.evaluate_coco end to end on a synthetic COCO set resized ×1.5 (an oracle predictor)."""
+    """msad.tasks.evaluation_loop.evaluate_coco end to end on a synthetic COCO set resized ×1.5 (an oracle predictor)."""
     from msad.data import CocoDetection, Collator, ResizeShortestEdge, generate_synthetic_coco
-    from msad.tasks.evaluate import evaluate_coco
+    from msad.tasks.evaluation_loop import evaluate_coco
 
     summary = generate_synthetic_coco(tmp_path, train=0, val=3, seed=1, image_size=(64, 96), objects_per_image=(2, 4))
     dataset = CocoDetection(tmp_path / "val", summary.annotations_file("val"), train=False,

@@ -6,7 +6,7 @@ import torch
 
 from msad.data.collate import collate
 from msad.structures import Target
-from msad.tasks.evaluate import unpadded_groups
+from msad.tasks.evaluation_loop import unpadded_groups
 
 
 def _item(h: int, w: int, seed: int):
