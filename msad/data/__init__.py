@@ -1,15 +1,10 @@
-"""Data: synthetic dataset, robust image reading, COCO datasets, transforms, collate and exact-resume samplers."""
+"""Data: synthetic dataset, robust image reading, COCO datasets, transforms, collate, exact-resume samplers and the loaders over them."""
 
 from msad.data.coco import CocoDetection, DatasetError, check_category_compat, load_coco_json
 from msad.data.collate import PIXEL_MEAN, PIXEL_STD, Collator, collate
 from msad.data.images import ImageReadError, read_image
-from msad.data.samplers import (
-    InferenceSampler,
-    TrainBatchSampler,
-    aug_seed,
-    build_test_loader,
-    build_train_loader,
-)
+from msad.data.loaders import build_test_loader, build_train_loader
+from msad.data.samplers import InferenceSampler, TrainBatchSampler, aug_seed
 from msad.data.synth import SYNTH_CATEGORIES, SynthSummary, generate_synthetic_coco
 from msad.data.transforms import (
     Compose,

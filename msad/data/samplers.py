@@ -1,4 +1,4 @@
-"""Exact-resume sampling and the train / test data loaders.
+"""Exact-resume samplers: the training stream (plain or grouped by aspect ratio) and the inference shards.
 
 Training reads an endless stream of dataset indices made of per-epoch permutations
 ``torch.randperm(n, generator=manual_seed(seed + epoch))``. Global iteration ``i`` consumes stream
@@ -12,27 +12,23 @@ the same stream is dealt into two buckets, landscape (``w > h``) and portrait (`
 emitted when its bucket is full: global iteration ``i`` is groups ``[i·R, (i+1)·R)`` of that emission order, rank
 ``r`` taking group ``i·R + r``. Every stream element still lands in exactly one batch of one rank, with the
 augmentation seed of its stream position, and a batch is still a pure function of its arguments.
+
+The DataLoaders that draw from these samplers are in :mod:`msad.data.loaders`.
 """
 
 from __future__ import annotations
 
-import gc
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
-from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler
-
-from msad.structures import Batch
+from torch.utils.data import Sampler
 
 __all__ = [
     "TrainBatchSampler",
     "AspectRatioGroupedBatchSampler",
     "InferenceSampler",
     "aug_seed",
-    "build_train_loader",
-    "build_test_loader",
-    "freeze_before_fork",
 ]
 
 _MASK64 = (1 << 64) - 1
@@ -193,90 +189,3 @@ class InferenceSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return self.end - self.begin
-
-
-def _loader_kwargs(num_workers: int, pin_memory: bool | None = None) -> dict:
-    return {
-        "num_workers": num_workers,
-        "persistent_workers": num_workers > 0,
-        "pin_memory": torch.cuda.is_available() if pin_memory is None else pin_memory,
-    }
-
-
-def freeze_before_fork(num_workers: int) -> None:
-    """Before data workers are forked: collect garbage, then move every live object to the GC's permanent generation.
-
-    Forked workers share the parent's memory pages until they are written to. A collection in a worker writes to
-    the GC header of every object it scans, copying the pages of the parent's objects (the dataset, the model…) into
-    the worker; ``gc.freeze()`` takes them out of every later collection, so they stay shared. No-op without workers.
-    """
-    if num_workers > 0:
-        gc.collect()
-        gc.freeze()
-
-
-def build_train_loader(
-    dataset: Dataset,
-    *,
-    total_batch_size: int,
-    rank: int,
-    world_size: int,
-    seed: int,
-    start_iter: int = 0,
-    num_workers: int = 0,
-    collate: Callable[[list], Batch],
-    pin_memory: bool | None = None,
-    landscape: Sequence[bool] | np.ndarray | None = None,
-) -> Iterator[Batch]:
-    """An endless iterator of this rank's training batches starting at global iteration ``start_iter``.
-
-    The dataset is indexed with ``(index, aug_seed)`` keys from :class:`TrainBatchSampler`, or, given ``landscape``
-    (``[n]`` booleans: image ``i`` is wider than high), from :class:`AspectRatioGroupedBatchSampler`. The workers
-    start here, after :func:`freeze_before_fork`. ``pin_memory``: hand out batches in pinned memory
-    (:meth:`Batch.pin_memory`), for copies to a CUDA device that the host does not wait for; ``None``: whenever CUDA
-    is available.
-    """
-    stream = {"total_batch_size": total_batch_size, "rank": rank, "world_size": world_size, "seed": seed,
-              "start_iter": start_iter}
-    sampler = (
-        TrainBatchSampler(len(dataset), **stream) if landscape is None
-        else AspectRatioGroupedBatchSampler(len(dataset), landscape=landscape, **stream)
-    )
-    loader = DataLoader(dataset, batch_sampler=sampler, collate_fn=collate, **_loader_kwargs(num_workers, pin_memory))
-    freeze_before_fork(num_workers)
-    return iter(loader)
-
-
-class _NonEmpty:
-    """Iterable over a loader's batches that leaves out empty ones (every image skipped)."""
-
-    def __init__(self, loader: DataLoader) -> None:
-        self.loader = loader
-
-    def __iter__(self) -> Iterator[Batch]:
-        return (batch for batch in self.loader if len(batch) > 0)
-
-    def __len__(self) -> int:
-        return len(self.loader)
-
-
-def build_test_loader(
-    dataset: Dataset,
-    *,
-    batch_size: int,
-    rank: int,
-    world_size: int,
-    num_workers: int = 0,
-    collate: Callable[[list], Batch],
-) -> Iterable[Batch]:
-    """Re-iterable batches of this rank's contiguous shard, in index order, each index exactly once over ranks.
-
-    Batches whose every image was skipped (``on_bad_image="skip"``) are left out. The parent's objects are frozen
-    (:func:`freeze_before_fork`) before the workers start, at the first iteration.
-    """
-    if batch_size <= 0:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
-    sampler = InferenceSampler(len(dataset), rank=rank, world_size=world_size)
-    batches = BatchSampler(sampler, batch_size, drop_last=False)
-    freeze_before_fork(num_workers)
-    return _NonEmpty(DataLoader(dataset, batch_sampler=batches, collate_fn=collate, **_loader_kwargs(num_workers)))

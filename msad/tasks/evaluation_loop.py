@@ -7,7 +7,7 @@ from collections.abc import Callable
 from torch import Tensor
 
 from msad.data.collate import padded_size
-from msad.data.samplers import build_test_loader
+from msad.data.loaders import build_test_loader
 from msad.comm import get_rank, get_world_size
 from msad.console import LoopProgress
 from msad.evaluation.coco_eval import CocoEvaluator

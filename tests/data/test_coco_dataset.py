@@ -180,7 +180,7 @@ def test_unicode_dataset_paths(tmp_path: Path) -> None:
 def test_synthetic_dataset_through_worker_loader(tmp_path: Path) -> None:
     """End to end: synth -> dataset -> transforms -> worker DataLoader -> Batch."""
     from msad.data.collate import Collator
-    from msad.data.samplers import build_train_loader
+    from msad.data.loaders import build_train_loader
     from msad.data.synth import generate_synthetic_coco
 
     summary = generate_synthetic_coco(tmp_path, train=4, val=0, seed=0, image_size=(64, 96))

@@ -16,7 +16,6 @@ from pycocotools.coco import COCO
 from msad.data.coco import CocoDetection
 from msad.data.coco_table import ImageTable
 from msad.data.images import ImageReadError
-from msad.data.samplers import freeze_before_fork
 
 CATEGORIES = [{"id": 9, "name": "b"}, {"id": 2, "name": "a"}, {"id": 5, "name": "c"}]
 
@@ -124,17 +123,6 @@ def test_unchecked_files_fail_or_skip_at_first_read(tmp_path: Path) -> None:
         strict[0]
     evaluation = _dataset(tmp_path, data, train=False, on_bad_image="skip")
     assert evaluation[0] is None
-
-
-def test_freeze_before_fork_only_with_workers() -> None:
-    gc.unfreeze()
-    try:
-        freeze_before_fork(0)
-        assert gc.get_freeze_count() == 0
-        freeze_before_fork(2)
-        assert gc.get_freeze_count() > 0
-    finally:
-        gc.unfreeze()
 
 
 def test_orientation_for_grouping_comes_from_the_file_sizes(tmp_path: Path) -> None:
