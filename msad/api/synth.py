@@ -1,4 +1,4 @@
-"""Small API functions: the synthetic dataset and the plugin listing."""
+"""The synthetic dataset, written into a folder that holds nothing else: ``msad data synth``'s API."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ from msad.data import SynthSummary, generate_synthetic_coco
 from msad.data.synth import synthetic_files
 from msad.errors import RunStateError
 from msad.outputs import check_outputs
-from msad.plugins import PluginInfo, list_plugins
 
-__all__ = ["synth_data", "plugins"]
+__all__ = ["synth_data"]
 
 
 def synth_data(
@@ -41,9 +40,3 @@ def synth_data(
     check_outputs([("data synth", root / name) for name in synthetic_files(train=train, val=val)], within=root,
                   fix="choose another folder")
     return generate_synthetic_coco(root, train=train, val=val, seed=seed, image_size=image_size, profile=profile)
-
-
-def plugins(*, check: bool = True) -> list[PluginInfo]:
-    """Every plugin of every group with its distribution, version and load status (never raises); with
-    ``check=False`` from the entry points' metadata only (nothing imported, status ``installed``)."""
-    return list_plugins(load=check)
