@@ -97,7 +97,7 @@ class Preempted(Interrupted):
 class Terminated(KeyboardInterrupt):
     """Raised by the CLI's SIGTERM/SIGUSR1 handler: unwinds the command like Ctrl-C, carrying the signal.
 
-    :func:`msad.api._situations.user_situations` turns it into an :class:`Interrupted` line naming the last
+    :func:`msad.api.run_errors.user_situations` turns it into an :class:`Interrupted` line naming the last
     checkpoint, with exit status 128 + the signal number.
     """
 

@@ -11,7 +11,7 @@ from typing import Any
 from msad.api.training import build_task
 from msad.checkpoint import check_compatible, load_model, read_checkpoint
 from msad.config import Recipe, recipe_from_dict
-from msad.api._situations import user_situations
+from msad.api.run_errors import user_situations
 from msad.build import build_val_dataset
 from msad.comm import get_rank
 from msad.engine import launch

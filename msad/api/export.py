@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from msad.api._situations import user_situations
+from msad.api.run_errors import user_situations
 from msad.checkpoint import load_model, read_checkpoint
 from msad.errors import UsageError
 from msad.export.deploy import DeployModel, DeploySpec, ExportError, deploy_spec

@@ -21,7 +21,7 @@ from msad.build import build_train_dataset, run_settings, solver_settings
 from msad.config import Recipe, recipe_from_dict
 from msad.console import plural
 from msad.data import build_train_loader
-from msad.api._situations import user_situations
+from msad.api.run_errors import user_situations
 from msad.api.run_directory import check_run_directory, check_run_outputs, check_trainable
 from msad.engine import Trainer, launch, resolve_device, seed_everything
 from msad.engine.distributed import launched_rank, restart_count

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from msad.api._situations import user_situations
+from msad.api.run_errors import user_situations
 from msad.errors import Interrupted, Terminated
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from msad.api._situations import last_checkpoint, resume_hint
+from msad.api.run_errors import last_checkpoint, resume_hint
 
 
 def test_the_hint_replaces_force_with_resume() -> None:
