@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 import msad
-from msad.cli import commands, compare, deploy, tools
+from msad.cli import commands, compare, convert, data, deploy, flops, plugins, recipe
 from msad.cli.app import App
 from msad.cli.errors import exit_code, one_line
 from msad.errors import Terminated
@@ -49,7 +49,11 @@ def _root(
 
 
 commands.register(app)
-tools.register(app)
+flops.register(app)
+plugins.register(app)
+data.register(app)
+recipe.register(app)
+convert.register(app)
 compare.register(app)
 deploy.register(app)
 
