@@ -11,7 +11,7 @@ from torch import nn
 
 from msad.build import build_detector
 from msad.levels import HEAD_LEVELS, LevelPairing
-from msad.roles.base import Role, TaskParts
+from msad.roles.role import Role, TaskParts
 from msad.tasks.detection import DetectionTask
 
 if TYPE_CHECKING:

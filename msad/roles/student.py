@@ -14,7 +14,7 @@ from torch import nn
 from msad.build import build_detector, build_distill_loss, build_neck
 from msad.levels import LevelPairing
 from msad.models.student import student_from_teacher
-from msad.roles.base import FRAMES, Role, TaskParts
+from msad.roles.role import FRAMES, Role, TaskParts
 from msad.tasks.detection import DetectionTask
 from msad.tasks.student import StudentTask
 

@@ -15,7 +15,7 @@ from msad.levels import HEAD_LEVELS, LevelPairing
 from msad.models.fusion import CrossFeatureFusion
 from msad.models.resolution_bn import convert_to_resolution_bn
 from msad.models.teacher import BRANCHES, AlignedMultiScaleTeacher
-from msad.roles.base import Role, TaskParts
+from msad.roles.role import Role, TaskParts
 from msad.structures import LevelOutputs
 from msad.tasks.detection import DetectionTask
 from msad.tasks.teacher import TeacherTask
