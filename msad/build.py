@@ -22,7 +22,7 @@ from msad.evaluation import require_backend
 from msad.models.detector import FCOS
 from msad.ops.losses import FCOSCriterion
 from msad.ops.postprocess import FCOSPostProcess
-from msad.plugins import call_builder
+from msad.plugins import call_builder, declared_options
 from msad.tasks.evaluation_loop import Predictor, evaluate_coco
 
 if TYPE_CHECKING:
@@ -78,17 +78,24 @@ def check_frozen_backbone(recipe: Recipe) -> None:
     """Refuse to train a backbone whose frozen stages would stay at their random initialisation.
 
     A model trained from its plugins' initialisation (not from another model's weights, as the student is from
-    its teacher's) with ``model.backbone.freeze_at > 0`` needs ``model.backbone.weights``.
+    its teacher's) whose backbone's declared freezing option (``freeze_at`` of ``slimmable_resnet``) is above 0 needs
+    one of its declared initialisation files (``weights``).
 
     Raises:
-        RecipeError: ``freeze_at > 0`` without ``weights``.
+        RecipeError: frozen stages without an initialisation file.
     """
-    options = recipe.model.backbone.options
-    if not options.get("freeze_at") or options.get("weights"):
+    backbone = recipe.model.backbone
+    declared = declared_options("msad.backbones", backbone.name)
+    frozen = backbone.options.get(declared.freeze) if declared.freeze else None
+    if not frozen or any(backbone.options.get(name) for name in declared.init_files):
         return
+    if declared.init_files:
+        remedy = f"set model.backbone.{declared.init_files[0]} to an ImageNet checkpoint, or {declared.freeze} = 0"
+        remedy += " (the paper freezes nothing)"
+    else:
+        remedy = f"set {declared.freeze} = 0 (backbone {backbone.name!r} declares no initialisation file)"
     raise RecipeError(
-        f"model.backbone.freeze_at = {options['freeze_at']} freezes backbone stages at their random initialisation: "
-        "set model.backbone.weights to an ImageNet checkpoint, or freeze_at = 0 (the paper freezes nothing)"
+        f"model.backbone.{declared.freeze} = {frozen} freezes backbone stages at their random initialisation: {remedy}"
     )
 
 
@@ -98,8 +105,11 @@ def build_distill_loss(recipe: Recipe) -> nn.Module:
 
 
 def model_width(recipe: Recipe) -> float | None:
-    """The backbone width the recipe asks for (``None`` when the backbone has no width option)."""
-    width = recipe.model.backbone.options.get("width")
+    """The backbone width the recipe asks for: its declared width option (``None`` when it declares none, or the
+    recipe leaves it at the builder's default)."""
+    backbone = recipe.model.backbone
+    option = declared_options("msad.backbones", backbone.name).width
+    width = backbone.options.get(option) if option else None
     return None if width is None else float(width)
 
 

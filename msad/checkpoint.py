@@ -13,8 +13,9 @@ from torch import Tensor, nn
 
 import msad
 from msad.build import model_width
-from msad.config import Recipe, recipe_from_dict
+from msad.config import PluginSpec, Recipe, recipe_from_dict
 from msad.errors import CheckpointError, RecipeError
+from msad.plugins import declared_options
 from msad.roles import ROLES, get_role
 from msad.serialization import load_weights, state_mismatch
 
@@ -92,11 +93,11 @@ def check_compatible(ckpt: Checkpoint, recipe: Recipe) -> None:
     mine, theirs = recipe.model, ckpt.recipe.model
     if model_width(recipe) != ckpt.width:
         raise CheckpointError(f"{ckpt.path}: width {ckpt.width} does not match the recipe's width {model_width(recipe)}")
-    for part in ("backbone", "neck", "head"):
+    for part, group in _PARTS.items():
         a, b = getattr(mine, part), getattr(theirs, part)
         if a.name != b.name:
             raise CheckpointError(f"{ckpt.path}: model.{part} is {b.name!r}, the recipe asks for {a.name!r}")
-        ours, its = _architecture(a.options), _architecture(b.options)
+        ours, its = _architecture(group, a), _architecture(group, b)
         for key in sorted(ours.keys() | its.keys()):
             if ours.get(key) != its.get(key):
                 raise CheckpointError(
@@ -106,19 +107,22 @@ def check_compatible(ckpt: Checkpoint, recipe: Recipe) -> None:
         raise CheckpointError(f"{ckpt.path}: teacher.k is {ckpt.recipe.teacher.k}, the recipe asks for {recipe.teacher.k}")
 
 
-#: Plugin options that change how a model is trained or initialised, not its architecture.
-_TRAINING_OPTIONS = frozenset({"weights", "freeze_at", "norm"})
+#: The model's plugin tables and their entry-point groups.
+_PARTS = {"backbone": "msad.backbones", "neck": "msad.necks", "head": "msad.heads"}
 
 
-def _architecture(options: dict) -> dict:
-    """The options of a plugin that shape its weights."""
-    return {k: v for k, v in options.items() if k not in _TRAINING_OPTIONS}
+def _architecture(group: str, spec: PluginSpec) -> dict:
+    """The options of a plugin that shape its weights: all but those it declares as initialisation, freezing or
+    training options (:func:`msad.plugins.declared_options`)."""
+    ignored = declared_options(group, spec.name).not_architecture
+    return {k: v for k, v in spec.options.items() if k not in ignored}
 
 
 def load_model(ckpt: Checkpoint) -> nn.Module:
     """Rebuild the checkpoint's model from its own recipe and load its weights strictly (eval mode).
 
-    The checkpoint is self-contained: its recipe's initialisation files (``model.backbone.weights`` …) are never
+    The checkpoint is self-contained: its recipe's initialisation files (``model.backbone.weights`` …, the options
+    each plugin declares as such) are never
     opened, since the checkpoint's own tensors replace them (and a path in metadata is not for msad to follow).
 
     Raises:
@@ -129,16 +133,14 @@ def load_model(ckpt: Checkpoint) -> nn.Module:
     return model.eval()
 
 
-#: Plugin options that name a file of initial weights (read when training starts, never when loading weights).
-_INIT_FILE_OPTIONS = frozenset({"weights"})
-
-
 def without_init_files(recipe: Recipe) -> Recipe:
-    """A copy of ``recipe`` whose model plugins are built from scratch (no initialisation file is opened)."""
+    """A copy of ``recipe`` whose model plugins are built from scratch: the options each declares as naming an
+    initialisation file (read when training starts, never when loading weights) are removed."""
     model = recipe.model.model_copy(deep=True)
-    for part in ("backbone", "neck", "head"):
+    for part, group in _PARTS.items():
         spec = getattr(model, part)
-        spec.options = {k: v for k, v in spec.options.items() if k not in _INIT_FILE_OPTIONS}
+        init_files = declared_options(group, spec.name).init_files
+        spec.options = {k: v for k, v in spec.options.items() if k not in init_files}
     return recipe.model_copy(update={"model": model})
 
 

@@ -225,3 +225,74 @@ def broken_dataset(synth_dataset: Path, tmp_path: Path) -> tuple[Path, dict[str,
 def tiny_recipe_for():
     """``tiny_recipe_for(root)``: ``recipes/tiny.toml`` made tiny and pointed at the COCO-layout dataset in ``root``."""
     return lambda root: load_recipe(TINY_RECIPE, overrides=tiny_overrides_for(root))
+
+
+_RENAMED_PLUGIN = '''
+"""A backbone whose initialisation-file and freezing options have names of their own (msad's tests)."""
+from pathlib import Path
+from torch import nn
+from msad.plugin_declarations import declare_options
+from msad.structures import FeatureInfo
+
+OPENED: list[str] = []  # every init file the builder was asked to open
+
+
+class Net(nn.Module):
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.stages = nn.ModuleList(
+            nn.Conv2d(3 if i == 0 else channels, channels, 3, stride=4 if i == 0 else 2, padding=1) for i in range(4)
+        )
+        self.feature_info = [FeatureInfo(f"res{i + 2}", channels, 4 * 2**i) for i in range(4)]
+
+    def forward(self, x):
+        out = {}
+        for info, stage in zip(self.feature_info, self.stages):
+            x = out[info.name] = stage(x)
+        return out
+
+
+@declare_options(init_files=("init_file",), freeze="frozen_stages", training=("stats",), width="scale")
+def build(*, channels: int = 8, scale: float = 1.0, init_file: str | None = None, frozen_stages: int = 0,
+          stats: str = "batch") -> Net:
+    if init_file is not None:
+        OPENED.append(init_file)
+        Path(init_file).read_bytes()
+    return Net(round(channels * scale))
+'''
+
+
+@pytest.fixture
+def with_plugins(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory):
+    """Add fake entry points next to the real ones, each with its importable module:
+    ``with_plugins(module, source, entry_point)`` writes ``source`` as ``module`` in a fresh folder on ``sys.path``."""
+    import sys
+
+    from msad.plugins import registry
+
+    real = registry.entry_points
+    added: list = []
+    where = tmp_path_factory.mktemp("plugins")
+    monkeypatch.setattr(registry, "entry_points", lambda *, group: [*real(group=group), *(e for e in added if e.group == group)])
+    monkeypatch.syspath_prepend(str(where))
+    monkeypatch.delenv("MSAD_PLUGINS", raising=False)
+
+    def add(module: str, source: str, ep) -> None:
+        (where / f"{module}.py").write_text(source, encoding="utf-8")
+        sys.modules.pop(module, None)
+        added.append(ep)
+
+    return add
+
+
+@pytest.fixture
+def renamed_options_plugin(with_plugins):
+    """Backbone ``renamed`` (a third-party plugin): init file option ``init_file``, freezing ``frozen_stages``,
+    training-only ``stats``, width ``scale``. Returns its module (``OPENED`` lists the init files it opened)."""
+    import importlib
+    from importlib.metadata import EntryPoint
+    from types import SimpleNamespace
+
+    ep = EntryPoint("renamed", "msad_test_renamed:build", "msad.backbones")
+    with_plugins("msad_test_renamed", _RENAMED_PLUGIN, ep._for(SimpleNamespace(name="renamed-dist", version="0.1")))
+    return importlib.import_module("msad_test_renamed")

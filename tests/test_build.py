@@ -113,6 +113,18 @@ def test_a_frozen_backbone_without_weights_is_refused(role: str, tiny_recipe: Re
         assert not recipe.model.backbone.options.get("freeze_at")
 
 
+def test_frozen_stages_without_an_init_file_are_refused_in_the_plugins_own_option_names(renamed_options_plugin) -> None:
+    from msad.build import check_frozen_backbone
+
+    frozen = _recipe(model={"backbone": {"name": "renamed", "frozen_stages": 2}})
+    with pytest.raises(RecipeError, match=(
+        r"^model\.backbone\.frozen_stages = 2 freezes backbone stages at their random initialisation: "
+        r"set model\.backbone\.init_file to an ImageNet checkpoint, or frozen_stages = 0"
+    )):
+        check_frozen_backbone(frozen)
+    check_frozen_backbone(_recipe(model={"backbone": {"name": "renamed", "frozen_stages": 2, "init_file": "x.pt"}}))
+
+
 def test_a_plugin_refusing_a_recipe_value_is_a_recipe_error_naming_the_table() -> None:
     with pytest.raises(RecipeError, match=r"^model\.backbone \(slimmable_resnet\): depth must be one of \[50, 101\]"):
         build_model(_recipe(model={"backbone": {"depth": 34}}), role="baseline", num_classes=2)

@@ -10,7 +10,6 @@ Operators that are not counted are listed.
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
 from collections import Counter
@@ -22,10 +21,11 @@ import torch
 from torch import Tensor, nn
 
 from msad.build import model_width
+from msad.checkpoint import without_init_files
 from msad.config import Recipe, recipe_from_dict
 from msad.errors import UsageError
 from msad.macs import count_macs, on_meta
-from msad.plugins import get_builder
+from msad.plugins import declared_options
 from msad.outputs import check_outputs
 from msad.roles import ROLES
 from msad.serialization import atomic_write_text
@@ -104,9 +104,8 @@ def _image(h: int, w: int) -> Tensor:
 
 
 def is_slimmable(recipe: Recipe) -> bool:
-    """Whether the recipe's backbone builder takes a ``width`` option."""
-    builder = get_builder("msad.backbones", recipe.model.backbone.name)
-    return "width" in inspect.signature(builder).parameters
+    """Whether the recipe's backbone declares a width option (:func:`msad.plugins.declared_options`)."""
+    return declared_options("msad.backbones", recipe.model.backbone.name).width is not None
 
 
 def capacity(
@@ -218,10 +217,9 @@ def paper_recipe() -> Recipe:
 
 
 def _with_width(recipe: Recipe, width: float | None) -> Recipe:
-    """A copy of ``recipe`` whose backbone runs at ``width`` (as built for ``None``), without weight files."""
-    backbone = recipe.model.backbone
-    options = {key: value for key, value in backbone.options.items() if key != "weights"}
+    """A copy of ``recipe`` whose backbone runs at ``width`` (as built for ``None``), without initialisation files."""
+    copy = without_init_files(recipe)
+    backbone = copy.model.backbone
     if width is not None:
-        options["width"] = width
-    model = recipe.model.model_copy(update={"backbone": backbone.model_copy(update={"options": options})})
-    return recipe.model_copy(update={"model": model})
+        backbone.options[declared_options("msad.backbones", backbone.name).width] = width  # type: ignore[index]
+    return copy

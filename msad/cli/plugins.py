@@ -65,10 +65,10 @@ def _plugin_detail(name: str, *, json_out: bool) -> None:
                           f"{detail['value']} — {detail['status']}"))
         if detail["options"]:
             table = Table(title=f"options (the recipe's table with name = \"{detail['name']}\")")
-            for col in ("option", "type", "default"):
+            for col in ("option", "type", "default", "declared as"):
                 table.add_column(col)
             for option in detail["options"]:
-                table.add_row(*(escape(option[key]) for key in ("name", "type", "default")))
+                table.add_row(*(escape(option[key]) for key in ("name", "type", "default", "declared")))
             _out.print(table)
 
 
@@ -79,12 +79,14 @@ def _detail(info) -> dict:
         return detail
     try:
         options = registry.plugin_options(info.group, info.name)
+        declared = registry.declared_options(info.group, info.name).names()
     except Exception as err:  # noqa: BLE001 - a broken plugin is reported, never raised (PluginError names it)
         detail["status"] = f"error: {one_line(err)}"
         return detail
     detail["status"] = "ok"
     detail["options"] = [
-        {"name": key, "type": _type_name(annotation), "default": "required" if default is ... else repr(default)}
+        {"name": key, "type": _type_name(annotation), "default": "required" if default is ... else repr(default),
+         "declared": declared.get(key, "")}
         for key, (annotation, default) in options.items()
     ]
     return detail

@@ -128,6 +128,16 @@ def test_plugins_lists_the_builtins_as_ok(capsys: pytest.CaptureFixture[str]) ->
         assert name in out
 
 
+def test_plugins_name_shows_what_the_plugin_declares_its_options_as(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(["plugins", "slimmable_resnet", "--json"], capsys)
+    assert code == 0
+    declared = {option["name"]: option["declared"] for option in json.loads(out)[0]["options"]}
+    assert declared == {"depth": "", "width": "width", "widths": "", "norm": "training", "freeze_at": "freeze",
+                        "weights": "init file", "out_features": ""}
+    code, out, _ = run(["plugins", "slimmable_resnet"], capsys)
+    assert code == 0 and "declared as" in out and "init file" in out
+
+
 # -- bad recipes: exit 3, and nothing is started -------------------------------------------------------------------
 
 

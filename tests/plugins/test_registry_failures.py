@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from importlib.metadata import EntryPoint
 from pathlib import Path
 from types import SimpleNamespace
@@ -10,28 +9,11 @@ from types import SimpleNamespace
 import pytest
 
 from msad.errors import PluginError
-from msad.plugins import get_builder, list_plugins, registry
+from msad.plugins import get_builder, list_plugins
 
 
 def _ep(name: str, value: str, group: str, dist: str) -> EntryPoint:
     return EntryPoint(name=name, value=value, group=group)._for(SimpleNamespace(name=dist, version="0.1"))
-
-
-@pytest.fixture
-def with_plugins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
-    """Add fake entry points (and importable modules from ``tmp_path``) next to the real ones."""
-    real = registry.entry_points
-    added: list[EntryPoint] = []
-    monkeypatch.setattr(registry, "entry_points", lambda *, group: [*real(group=group), *(e for e in added if e.group == group)])
-    monkeypatch.syspath_prepend(str(tmp_path))
-    monkeypatch.delenv("MSAD_PLUGINS", raising=False)
-
-    def add(module: str, source: str, ep: EntryPoint) -> None:
-        (tmp_path / f"{module}.py").write_text(source)
-        sys.modules.pop(module, None)
-        added.append(ep)
-
-    return add
 
 
 def test_a_plugin_that_calls_sys_exit_on_import_is_a_broken_row(with_plugins) -> None:

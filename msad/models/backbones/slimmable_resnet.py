@@ -20,6 +20,7 @@ from torch import Tensor, nn
 from msad.levels import BACKBONE_LEVELS
 from msad.models.backbones.slimmable_checkpoint import CheckpointFormatError, is_torch_pickle, public_backbone_state
 from msad.models.backbones.slimmable_shapes import DEFAULT_WIDTHS, DEPTHS, STAGE_CHANNELS, STEM_CHANNELS, channels_at
+from msad.plugin_declarations import declare_options
 from msad.serialization import load_weights, state_mismatch
 from msad.structures import FeatureInfo
 
@@ -318,6 +319,7 @@ def _load_weights(model: SlimmableResNet, path: str | Path) -> None:
     model.load_state_dict(state, strict=True)
 
 
+@declare_options(init_files=("weights",), freeze="freeze_at", training=("norm",), width="width")
 def build_slimmable_resnet(
     *,
     depth: int = 50,

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from msad.errors import MissingDependencyError
 from msad.models.backbones.slimmable_checkpoint import CheckpointFormatError, is_torch_pickle
+from msad.plugin_declarations import declare_options
 from msad.serialization import state_mismatch
 from msad.structures import FeatureInfo
 
@@ -80,6 +81,7 @@ def _load_strict(model: nn.Module, path: Path, model_name: str) -> None:
     model.load_state_dict({k: state[k] for k in expected}, strict=True)
 
 
+@declare_options(init_files=("weights",))
 def build_timm_backbone(
     *,
     model_name: str,
