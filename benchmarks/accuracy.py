@@ -146,7 +146,7 @@ def plan_runs(args: argparse.Namespace) -> Plan:
     teachers = [_variant(v, "teacher") for v in args.teacher_variant]
     students = [_variant(v, "student") for v in args.student_variant]
     known = {name for name, _, _ in teachers}
-    for name, teacher, overrides in students:
+    for name, teacher, _ in students:
         if teacher is not None and teacher not in known:
             sys.exit(f"accuracy.py: --student-variant {name}@{teacher}: no --teacher-variant named {teacher!r}")
     for name, _, overrides in baselines:

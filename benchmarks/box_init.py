@@ -23,10 +23,10 @@ import torch
 from safetensors import safe_open
 
 from msad.build import build_train_dataset
-from msad.roles import build_model, get_role
 from msad.config import Recipe, load_recipe
 from msad.engine import seed_everything
 from msad.models.fcos_head import BOX_INITS
+from msad.roles import build_model, get_role
 
 
 def alive_share(recipe: Recipe, seed: int, images: torch.Tensor, num_classes: int) -> list[float]:

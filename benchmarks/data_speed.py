@@ -28,9 +28,9 @@ from PIL import Image
 
 from msad import api
 from msad.build import build_train_dataset
-from msad.roles import get_role
 from msad.config import load_recipe
 from msad.data import build_train_loader
+from msad.roles import get_role
 
 RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "coco.toml"
 

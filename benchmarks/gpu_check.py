@@ -44,12 +44,12 @@ from torch import nn
 
 from msad import api
 from msad.build import build_train_dataset, run_settings, solver_settings
-from msad.roles import build_model, get_role
 from msad.config import Recipe, load_recipe
 from msad.data import build_train_loader
 from msad.engine import Trainer
 from msad.engine.inference import inference_autocast, inference_model
 from msad.engine.metrics import read_metrics
+from msad.roles import build_model, get_role
 from msad.structures import Batch, Target
 from msad.tasks.detection import DetectionTask
 
@@ -238,11 +238,11 @@ def train_section(args: argparse.Namespace, work: Path, results: dict) -> None:
         tv = _torchvision(h, w, args.device)
         for amp in ("off", "bf16"):
             trainer = _trainer(recipe, role, amp, work / f"step_{role}_{amp}")
-            msad_s, msad_gib = _guarded(lambda: _step_time(lambda i: trainer.run_step(i, batch), args))
+            msad_s, msad_gib = _guarded(lambda t=trainer, b=batch: _step_time(lambda i: t.run_step(i, b), args))
             if amp == "off":
-                results["syncs"][role] = _guarded(lambda: _host_syncs(args, trainer, batch), default=None)
+                results["syncs"][role] = _guarded(lambda t=trainer, b=batch: _host_syncs(args, t, b), default=None)
             del trainer
-            tv_s, tv_gib = _guarded(lambda: _step_time(_torchvision_step(tv, batch, amp, args.device), args))
+            tv_s, tv_gib = _guarded(lambda m=tv, b=batch, a=amp: _step_time(_torchvision_step(m, b, a, args.device), args))
             name = f"{role} {n}×{h}×{w} {'bf16' if amp == 'bf16' else 'fp32'}"
             print(f"{name:<28}{msad_s:>12.4f}{tv_s:>11.4f}{_ratio(msad_s, tv_s):>8}"
                   f"{_gib(msad_gib):>10}{_gib(tv_gib):>8}{_ratio(msad_gib, tv_gib):>8}")
@@ -359,7 +359,7 @@ def infer_section(args: argparse.Namespace, work: Path, results: dict) -> None:
     reference = {}
     for precision in ("fp32", "bf16"):
         with torch.no_grad(), inference_autocast(args.device, precision):
-            reference[precision] = _latency(lambda: tv(image), args)
+            reference[precision] = _latency(lambda m=tv: m(image), args)
     del tv
     print(f"{f'torchvision FCOS {h}×{w}':<32}{reference['fp32'] * 1e3:>9.1f}{'1.00':>8}{reference['bf16'] * 1e3:>9.1f}{'1.00':>8}")
     results["infer"]["torchvision"] = reference
@@ -371,7 +371,7 @@ def infer_section(args: argparse.Namespace, work: Path, results: dict) -> None:
         for precision in ("fp32", "bf16"):
             net = inference_model(task.model.eval(), precision).to(args.device)
             with torch.no_grad(), inference_autocast(args.device, precision):
-                row[precision] = _latency(lambda: task.predict(net, images, [(h, w)]), args)
+                row[precision] = _latency(lambda t=task, m=net, x=images, s=(h, w): t.predict(m, x, [s]), args)
         name = f"msad {role}{' (fused)' if role == 'teacher' else ''} {h}×{w}"
         print(f"{name:<32}{row['fp32'] * 1e3:>9.1f}{_ratio(row['fp32'], reference['fp32']):>8}"
               f"{row['bf16'] * 1e3:>9.1f}{_ratio(row['bf16'], reference['bf16']):>8}")

@@ -39,11 +39,11 @@ from torch import nn
 
 from msad.api.flops import paper_recipe
 from msad.build import build_distill_loss
-from msad.roles import build_model
 from msad.engine.inference import inference_model
 from msad.macs import count_macs
 from msad.ops.losses import FCOSCriterion
 from msad.ops.postprocess import FCOSPostProcess
+from msad.roles import build_model
 from msad.structures import Batch, Target
 from msad.tasks.detection import DetectionTask
 from msad.tasks.student import StudentTask

@@ -17,11 +17,11 @@ import torch
 from torch import nn
 
 from msad.api.training import build_task
-from msad.checkpoint import Checkpoint, load_model, read_checkpoint
 from msad.build import build_train_dataset, build_val_dataset
-from msad.roles import get_role
+from msad.checkpoint import Checkpoint, load_model, read_checkpoint
 from msad.config import Recipe, load_recipe
 from msad.data import build_test_loader, build_train_loader
+from msad.roles import get_role
 
 
 def fusion_weights(recipe: Recipe, ckpt: Checkpoint, batch_size: int) -> dict[str, tuple[float, float]]:

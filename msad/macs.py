@@ -54,7 +54,8 @@ def _empty(shape: Sequence[int], like: Tensor) -> Tensor:
 def _bind(args: tuple, kwargs: dict, names: str, defaults: dict[str, Any] | None = None) -> list[Any]:
     """The values of the parameters ``names`` (space-separated) from a call's positional and keyword arguments."""
     keys = names.split()
-    values = {**(defaults or {}), **dict(zip(keys, args)), **kwargs}
+    positional = dict(zip(keys, args, strict=False))  # a call may pass fewer positional arguments than there are names
+    values = {**(defaults or {}), **positional, **kwargs}
     return [values.get(key) for key in keys]
 
 
@@ -62,7 +63,7 @@ def _broadcast(shapes: Sequence[Sequence[int]]) -> list[int]:
     """The broadcast of static shapes (``torch.broadcast_shapes`` imports torch's symbolic-shape machinery)."""
     n = max(len(shape) for shape in shapes)
     out = []
-    for dims in zip(*((1,) * (n - len(shape)) + tuple(shape) for shape in shapes)):
+    for dims in zip(*((1,) * (n - len(shape)) + tuple(shape) for shape in shapes), strict=True):
         sizes = {d for d in dims if d != 1}
         if len(sizes) > 1:
             raise RuntimeError(f"shapes {[tuple(x) for x in shapes]} cannot be broadcast together")

@@ -9,10 +9,10 @@ import pytest
 from pydantic_core import to_jsonable_python
 
 from msad.build import build_criterion, build_distill_loss, build_postprocess, run_settings, solver_settings
-from msad.roles import ROLES, build_model, get_role
 from msad.config import Recipe, RunRecipe, SolverOverrides, SolverRecipe, recipe_from_dict
 from msad.engine import RunSettings, SolverSettings, lr_at
 from msad.errors import RecipeError
+from msad.roles import ROLES, build_model, get_role
 
 DATA = {"train_images": "t", "train_annotations": "t.json", "val_images": "v", "val_annotations": "v.json"}
 

@@ -10,9 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-from msad.roles import build_model
 from msad.config import Recipe
 from msad.macs import count_macs, on_meta
+from msad.roles import build_model
 
 
 def _tensors(value) -> list[torch.Tensor]:

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from msad.run_lock import LOCK_FILE, RunInUseError, hold_run_directory, run_lock
 from msad.errors import RunStateError
+from msad.run_lock import LOCK_FILE, RunInUseError, hold_run_directory, run_lock
 
 REPO = Path(__file__).resolve().parents[2]
 

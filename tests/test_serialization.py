@@ -13,7 +13,12 @@ from safetensors.torch import save_file
 
 from msad.errors import CheckpointError, MsadError
 from msad.serialization import (
-    atomic_write, atomic_write_text, load_weights, save_weights, state_mismatch, tensors_digest,
+    atomic_write,
+    atomic_write_text,
+    load_weights,
+    save_weights,
+    state_mismatch,
+    tensors_digest,
 )
 
 

@@ -9,13 +9,13 @@
 """
 
 from msad.api.compare import ComparisonRow, compare
-from msad.api.flops import PAPER_WIDTHS, CapacityReport, CapacityRow, capacity, paper_recipe
 from msad.api.convert import convert_detectron2
 from msad.api.convert_backbone import convert_slimmable
 from msad.api.data_check import DataCheckReport, DataProblem, SplitSummary, check_data
 from msad.api.evaluation import METRICS, TEACHER_BRANCHES, evaluate, evaluate_branches
+from msad.api.flops import PAPER_WIDTHS, CapacityReport, CapacityRow, capacity, paper_recipe
 from msad.api.plugin_listing import plugins
-from msad.api.prediction import PredictResult, Predictor, predict
+from msad.api.prediction import Predictor, PredictResult, predict
 from msad.api.synth import synth_data
 from msad.api.training import TrainResult, distill, train, train_teacher
 from msad.checkpoint import Checkpoint, load_model, read_checkpoint

@@ -21,8 +21,8 @@ import torch
 from msad.api.evaluation import evaluate
 from msad.api.flops import capacity
 from msad.api.training import build_task
-from msad.checkpoint import Checkpoint, check_compatible, load_model, read_checkpoint
 from msad.build import build_val_dataset
+from msad.checkpoint import Checkpoint, check_compatible, load_model, read_checkpoint
 from msad.config import Recipe
 from msad.errors import UsageError
 from msad.outputs import check_outputs

@@ -8,22 +8,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from msad.api.training import build_task
-from msad.checkpoint import check_compatible, load_model, read_checkpoint
-from msad.config import Recipe, recipe_from_dict
 from msad.api.run_errors import user_situations
+from msad.api.training import build_task
 from msad.build import build_val_dataset
+from msad.checkpoint import check_compatible, load_model, read_checkpoint
 from msad.comm import get_rank
+from msad.config import Recipe, recipe_from_dict
 from msad.engine import launch
-from msad.evaluation.coco_eval import CocoEvaluator
-from msad.tasks.evaluation_loop import evaluate_coco
-from msad.engine.metrics import strict_json
 from msad.engine.distributed import resolve_device
 from msad.engine.inference import check_precision, inference_autocast, inference_model
+from msad.engine.metrics import strict_json
 from msad.errors import RecipeError, UsageError
+from msad.evaluation.coco_eval import CocoEvaluator
 from msad.outputs import check_outputs
 from msad.roles import Teacher, get_role
 from msad.serialization import atomic_write_text
+from msad.tasks.evaluation_loop import evaluate_coco
 
 __all__ = ["METRICS", "TEACHER_BRANCHES", "evaluate", "evaluate_branches", "eval_inputs"]
 

@@ -25,8 +25,8 @@ from msad.checkpoint import without_init_files
 from msad.config import Recipe, recipe_from_dict
 from msad.errors import UsageError
 from msad.macs import count_macs, on_meta
-from msad.plugins import declared_options
 from msad.outputs import check_outputs
+from msad.plugins import declared_options
 from msad.roles import ROLES
 from msad.serialization import atomic_write_text
 

@@ -32,11 +32,18 @@ from torch.utils.data import DataLoader, Dataset
 
 from msad import file_formats
 from msad.api.prediction_files import (
-    IMAGE_SUFFIXES, PREDICTIONS, STAGING_PREFIX, check_output_dir, coco_ids, drawing_names, find_images, relative_names,
+    IMAGE_SUFFIXES,
+    PREDICTIONS,
+    STAGING_PREFIX,
+    check_output_dir,
+    coco_ids,
+    drawing_names,
+    find_images,
+    relative_names,
     search_images,
 )
-from msad.checkpoint import Checkpoint, load_model, read_checkpoint
 from msad.build import build_postprocess
+from msad.checkpoint import Checkpoint, load_model, read_checkpoint
 from msad.data import read_image, resized_shape
 from msad.data.transforms import resize_image
 from msad.engine.distributed import resolve_device
@@ -276,7 +283,7 @@ def _run(
     if progress is not None:
         progress(0, len(files))  # the loop starts now (the model is loaded): the rate counts from here
     for items in loader:
-        for index, image, error in items:
+        for _, _, error in items:
             if error is not None:
                 raise error
         detections = detect([image for _, image, _ in items])

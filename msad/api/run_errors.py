@@ -51,7 +51,8 @@ def _out_of_memory(err: BaseException) -> bool:
 
 @contextlib.contextmanager
 def user_situations(what: str, *, output: Path | None = None) -> Iterator[None]:
-    """Turn Ctrl-C, ENOSPC (and the other :data:`~msad.errors.RESOURCE_ERRNOS`) and out-of-memory inside the block into :class:`Interrupted` / :class:`ResourceError`.
+    """Turn Ctrl-C, ENOSPC (and the other :data:`~msad.errors.RESOURCE_ERRNOS`) and out-of-memory inside the block
+    into :class:`Interrupted` / :class:`ResourceError`.
 
     Args:
         what: the command, for the message (``"training"``, ``"evaluation"``).

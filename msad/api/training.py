@@ -16,19 +16,19 @@ from typing import Any
 
 from torch import nn
 
-from msad.checkpoint import Checkpoint, check_compatible, detector_metadata, load_model, read_checkpoint
+from msad.api.run_directory import check_run_directory, check_run_outputs, check_trainable
+from msad.api.run_errors import user_situations
 from msad.build import build_train_dataset, run_settings, solver_settings
+from msad.checkpoint import Checkpoint, check_compatible, detector_metadata, load_model, read_checkpoint
+from msad.comm import get_rank, get_world_size
 from msad.config import Recipe, recipe_from_dict
 from msad.console import plural
 from msad.data import build_train_loader
-from msad.api.run_errors import user_situations
-from msad.api.run_directory import check_run_directory, check_run_outputs, check_trainable
 from msad.engine import Trainer, launch, resolve_device, seed_everything
 from msad.engine.distributed import launched_rank, restart_count
-from msad.run_lock import hold_run_directory
-from msad.comm import get_rank, get_world_size
 from msad.errors import CheckpointError, UsageError
 from msad.roles import Role, get_role
+from msad.run_lock import hold_run_directory
 from msad.tasks.detection import DetectionTask
 from msad.tasks.student import kd_ramp
 

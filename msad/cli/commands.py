@@ -8,9 +8,9 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 import typer
 from rich.table import Table
 
-from msad.console import LoopProgress, format_metric, make_console, plural
 from msad.cli.choices import Branch, DeviceOpt, EvalBackend, InputScale, PrecisionOpt, Runtime
 from msad.cli.lazy import lazy_module
+from msad.console import LoopProgress, format_metric, make_console, plural
 
 if TYPE_CHECKING:
     from msad.config import Recipe
@@ -30,7 +30,9 @@ SetOpt = Annotated[
     typer.Option("--set", "-s", help="Override a recipe value: dotted.key=value (TOML value), repeatable."),
 ]
 GpusOpt = Annotated[int, typer.Option("--gpus", min=1, help="Local ranks to launch (ignored under torchrun).")]
-OutputOpt = Annotated[Optional[Path], typer.Option("--output", "-o", help="Run directory (default: {run.output}/baseline, /teacher or /student: one per stage).")]
+OutputOpt = Annotated[Optional[Path], typer.Option("--output", "-o", help=(
+    "Run directory (default: {run.output}/baseline, /teacher or /student: one per stage)."
+))]
 ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue the run saved in the output directory.")]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Start over in an output directory that holds a run.")]
 RestartsOpt = Annotated[int, typer.Option(
@@ -108,8 +110,13 @@ def evaluate(
     batch_size: Annotated[int, typer.Option(min=1, help="Images per rank and step.")] = 4,
     precision: PrecisionOpt = "fp32",
     per_class: Annotated[bool, typer.Option("--per-class", help="Also show the AP of each class.")] = False,
-    results: Annotated[Optional[Path], typer.Option("--results", help="Write the detections on the validation images as a COCO results file (COCO.loadRes reads it).")] = None,
-    eval_backend: Annotated[Optional[EvalBackend], typer.Option("--eval-backend", help="COCOeval implementation: pycocotools (the reference) or faster_coco_eval (same metrics, faster; pip install 'msad[fast-eval]'). Default: the recipe's eval.backend.")] = None,
+    results: Annotated[Optional[Path], typer.Option("--results", help=(
+        "Write the detections on the validation images as a COCO results file (COCO.loadRes reads it)."
+    ))] = None,
+    eval_backend: Annotated[Optional[EvalBackend], typer.Option("--eval-backend", help=(
+        "COCOeval implementation: pycocotools (the reference) or faster_coco_eval (same metrics, faster; pip "
+        "install 'msad[fast-eval]'). Default: the recipe's eval.backend."
+    ))] = None,
 ) -> None:
     """COCO box AP, AP50, AP75, APs, APm, APl (0–100) on the recipe's validation set."""
     if eval_backend is not None:
@@ -147,22 +154,40 @@ def _evaluate_branches(recipe: Recipe, weights: Path, *, gpus: int, batch_size: 
 
 
 def predict(
-    inputs: Annotated[list[str], typer.Argument(help="Image files, folders (searched recursively) or quoted glob patterns ('imgs/*.jpg', '**/*.png').", show_default=False)],
-    weights: Annotated[Path, typer.Option("--weights", "-w", help="Weights (.safetensors): baseline, teacher or student; or a .onnx / .pt2 file from msad export.", show_default=False)],
+    inputs: Annotated[list[str], typer.Argument(help=(
+        "Image files, folders (searched recursively) or quoted glob patterns ('imgs/*.jpg', '**/*.png')."
+    ), show_default=False)],
+    weights: Annotated[Path, typer.Option("--weights", "-w", help=(
+        "Weights (.safetensors): baseline, teacher or student; or a .onnx / .pt2 file from msad export."
+    ), show_default=False)],
     output: Annotated[Path, typer.Option("--output", "-o", help="Where predictions.json and the drawn PNGs go.", show_default=False)],
-    score_threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help="Keep detections scoring at least this (in predictions.json and the drawings).")] = 0.3,
-    draw_threshold: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help="Draw only detections scoring at least this; predictions.json keeps all (default: --score-threshold).")] = None,
+    score_threshold: Annotated[float, typer.Option(min=0.0, max=1.0, help=(
+        "Keep detections scoring at least this (in predictions.json and the drawings)."
+    ))] = 0.3,
+    draw_threshold: Annotated[Optional[float], typer.Option(min=0.0, max=1.0, help=(
+        "Draw only detections scoring at least this; predictions.json keeps all (default: --score-threshold)."
+    ))] = None,
     no_labels: Annotated[bool, typer.Option("--no-labels", help="Draw boxes without class names and scores.")] = False,
     device: DeviceOpt = "auto",
     no_draw: Annotated[bool, typer.Option("--no-draw", help="Write only predictions.json.")] = False,
     precision: PrecisionOpt = "fp32",
     runtime: Annotated[Runtime, typer.Option(help="auto (by the file's suffix), torch, onnx or torch.export.")] = "auto",
-    annotations: Annotated[Optional[Path], typer.Option(help="COCO annotations whose image ids (by file_name) and category ids the results use, so COCO.loadRes accepts them.")] = None,
-    input_scale: Annotated[Optional[InputScale], typer.Option("--input-scale", help="What the images are: hr (default: resized as in msad eval; a student sees the ×1/k copy, as eval shows it) or lr (a student's LR input, as given).")] = None,
+    annotations: Annotated[Optional[Path], typer.Option(help=(
+        "COCO annotations whose image ids (by file_name) and category ids the results use, so COCO.loadRes accepts "
+        "them."
+    ))] = None,
+    input_scale: Annotated[Optional[InputScale], typer.Option("--input-scale", help=(
+        "What the images are: hr (default: resized as in msad eval; a student sees the ×1/k copy, as eval shows it)"
+        " or lr (a student's LR input, as given)."
+    ))] = None,
     batch_size: Annotated[int, typer.Option(min=1, help="Images per forward pass (each padded on its own).")] = 4,
     workers: Annotated[int, typer.Option(min=0, help="Processes decoding images.")] = 2,
     force: Annotated[bool, typer.Option("--force", help="Write into a directory holding other files (inputs are never overwritten).")] = False,
-    trust_pt2: Annotated[bool, typer.Option("--trust-pt2", help="Run a .pt2 archive. RISK: a .pt2 file is not data; loading it unpickles and evaluates parts of it, so a crafted file runs any code it holds. Only for files you exported or trust (.onnx and .safetensors are data).")] = False,
+    trust_pt2: Annotated[bool, typer.Option("--trust-pt2", help=(
+        "Run a .pt2 archive. RISK: a .pt2 file is not data; loading it unpickles and evaluates parts of it, so a "
+        "crafted file runs any code it holds. Only for files you exported or trust (.onnx and .safetensors are "
+        "data)."
+    ))] = False,
 ) -> None:
     """Detect objects in images: predictions.json (COCO results) and a drawing per image, mirroring input paths."""
     with LoopProgress("predict") as progress:  # a live line on a terminal, plain lines otherwise

@@ -7,9 +7,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from msad.console import make_console
 from msad.cli.commands import rows_table
 from msad.cli.lazy import lazy_module
+from msad.console import make_console
 
 __all__ = ["register"]
 

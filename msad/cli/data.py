@@ -65,7 +65,9 @@ def data_check(
     recipe: RecipeArg,
     set_: SetOpt = None,
     workers: Annotated[Optional[int], typer.Option(min=1, help="Threads reading image headers (default: 4 per CPU, at most 32).")] = None,
-    decode: Annotated[bool, typer.Option("--decode", help="Also decode every image fully, as training does (slower; finds corrupt data inside a file).")] = False,
+    decode: Annotated[bool, typer.Option("--decode", help=(
+        "Also decode every image fully, as training does (slower; finds corrupt data inside a file)."
+    ))] = False,
     limit: Annotated[int, typer.Option(min=1, help="Problems listed in the table (all are counted).")] = 50,
 ) -> None:
     """Preflight: read every train/val image header and box; list missing, unreadable, truncated or wrongly sized

@@ -7,9 +7,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from msad.console import make_console
 from msad.cli.choices import ExportBranch, ExportInput
 from msad.cli.lazy import lazy_module
+from msad.console import make_console
 
 __all__ = ["register"]
 
@@ -20,8 +20,12 @@ export_api = lazy_module("msad.api.export")
 def export(
     weights: Annotated[Path, typer.Argument(help="Weights (.safetensors): baseline, teacher or student.", show_default=False)],
     out: Annotated[Path, typer.Argument(help="model.onnx, model.pt2, or a directory for both.", show_default=False)],
-    input_frame: Annotated[Optional[ExportInput], typer.Option("--input", help="Student only: lr (the image is its LR input; the default) or hr (downscaled inside).", show_default=False)] = None,
-    branch: Annotated[Optional[ExportBranch], typer.Option("--branch", help="Teacher only: the branch the graph runs (default: the recipe's teacher.eval_branch, as msad eval).", show_default=False)] = None,
+    input_frame: Annotated[Optional[ExportInput], typer.Option("--input", help=(
+        "Student only: lr (the image is its LR input; the default) or hr (downscaled inside)."
+    ), show_default=False)] = None,
+    branch: Annotated[Optional[ExportBranch], typer.Option("--branch", help=(
+        "Teacher only: the branch the graph runs (default: the recipe's teacher.eval_branch, as msad eval)."
+    ), show_default=False)] = None,
     no_fold: Annotated[bool, typer.Option("--no-fold", help="Keep batch norm as it is (default: folded into the convs).")] = False,
 ) -> None:
     """Export weights as an ONNX file and/or a torch.export program: pixels in, raw head maps out.

@@ -24,7 +24,9 @@ def flops(
     recipe: Annotated[Optional[Path], typer.Argument(help="Recipe (default: the paper's COCO architecture at its four widths).")] = None,
     set_: SetOpt = None,
     json_out: Annotated[Optional[Path], typer.Option("--json", help="Also write the table to this JSON file.")] = None,
-    widths: Annotated[Optional[str], typer.Option(help="Backbone widths to sweep, e.g. 1,0.5 (default: the recipe's width; without a recipe the paper's four).")] = None,
+    widths: Annotated[Optional[str], typer.Option(help=(
+        "Backbone widths to sweep, e.g. 1,0.5 (default: the recipe's width; without a recipe the paper's four)."
+    ))] = None,
     height: Annotated[Optional[int], typer.Option(min=32, help="HR image height (default: the recipe's data.test_size; 800 without a recipe).")] = None,
     width: Annotated[Optional[int], typer.Option(min=32, help="HR image width (default: the recipe's data.max_size; 1333 without a recipe).")] = None,
     classes: Annotated[int, typer.Option(min=1, help="Number of classes of the head.")] = 80,

@@ -185,7 +185,7 @@ def _backbone_layout(depth: int) -> Iterator[tuple[str, str, str, _Channels, _Ch
     yield "conv", "features.0.0", "stem.conv", (0, 0), (64, 1)
     yield "bn", "features.0.1", "stem.bn", (64, 1), (64, 1)
     index, cin = 1, (64, 1)
-    for stage, (blocks, cout) in enumerate(zip(DEPTHS[depth], STAGE_CHANNELS)):
+    for stage, (blocks, cout) in enumerate(zip(DEPTHS[depth], STAGE_CHANNELS, strict=True)):
         out, mid = (cout, 1), (cout, 4)  # the original's mid is int(out · w) // 4, as msad's
         for i in range(blocks):
             src, dst = f"features.{index}", f"{BACKBONE_LEVELS[stage]}.{i}"

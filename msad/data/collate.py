@@ -94,6 +94,6 @@ def collate(
         image_sizes=sizes,
         targets=[target for _, target, _ in present],
         image_ids=[int(meta.get("image_id", -1)) for _, _, meta in present],
-        original_sizes=[tuple(meta.get("original_size", size)) for (_, _, meta), size in zip(present, sizes)],
+        original_sizes=[tuple(meta.get("original_size", size)) for (_, _, meta), size in zip(present, sizes, strict=True)],
         **deferred,
     )

@@ -1,4 +1,4 @@
-"""Process launching and devices; the collectives are :mod:`msad.comm`'s (the engine reaches them through here).
+"""Process launching and devices; the collectives are :mod:`msad.comm`'s.
 
 ``launch`` gives ``--gpus N`` its meaning: under ``torchrun`` (``RANK``/``WORLD_SIZE``/``LOCAL_RANK`` set) the
 environment decides and ``fn`` runs in this process; otherwise one rank runs inline without a process group, and
@@ -17,18 +17,8 @@ from typing import TypeVar
 import torch
 import torch.distributed as dist
 
-from msad.comm import (
-    all_gather_object,
-    all_reduce_mean,
-    barrier,
-    broadcast_buffers,
-    broadcast_object,
-    get_local_rank,
-    get_rank,
-    get_world_size,
-    is_main_process,
-)
-from msad.engine.elastic import max_restarts, restart_count
+from msad.comm import get_local_rank
+from msad.engine.elastic import restart_count
 from msad.errors import UsageError
 
 __all__ = [

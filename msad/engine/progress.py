@@ -21,7 +21,15 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Mapping
 
-from msad.console import REFRESH_PER_SECOND, LiveLines, format_duration, on_terminal, progress_text, rate_text, timestamped
+from msad.console import (
+    REFRESH_PER_SECOND,
+    LiveLines,
+    format_duration,
+    on_terminal,
+    progress_text,
+    rate_text,
+    timestamped,
+)
 
 __all__ = ["Progress", "loss_summary"]
 

@@ -9,6 +9,7 @@ read from a recipe. This module imports no torch (``msad.config`` reads it).
 
 from __future__ import annotations
 
+from itertools import pairwise
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -41,7 +42,7 @@ _STRICT = ConfigDict(extra="forbid")
 
 def steps_problem(steps: tuple[int, ...] | list[int], iters: int) -> str | None:
     """What is wrong with the lr decay ``steps`` of a run of ``iters`` iterations (``None``: nothing)."""
-    if any(b <= a for a, b in zip(steps, steps[1:])):
+    if any(b <= a for a, b in pairwise(steps)):
         return f"steps must be strictly increasing, got {list(steps)}"
     if steps and steps[-1] >= iters:
         return f"steps must be < iters ({iters}), got {list(steps)}"

@@ -30,20 +30,25 @@ import torch
 from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 
+from msad import comm
 from msad.console import format_metric, plural, timestamped
 from msad.engine import distributed as du
 from msad.engine.contract import LoaderFactory, TrainingDiverged, TrainTask
+from msad.engine.elastic import max_restarts, restart_count
 from msad.engine.ema import ModelEMA
 from msad.engine.metrics import MetricsWriter, environment_info, read_metrics
 from msad.engine.output_dir import (
-    RunExistsError, decide_output, forget_failed_start, remove_stale_temporaries, restart_starts_over,
+    RunExistsError,
+    decide_output,
+    forget_failed_start,
+    remove_stale_temporaries,
+    restart_starts_over,
 )
 from msad.engine.preemption import CheckpointClock, StopSignals, agree, signal_name
 from msad.engine.progress import Progress
 from msad.engine.schedule import LRSchedule, build_optimizer
 from msad.engine.settings import RunSettings, SolverSettings
 from msad.engine.tensorboard import TensorBoardWriter, require_tensorboard
-from msad.errors import Preempted, RecipeError
 from msad.engine.training_state import (
     capture_rng_state,
     load_training_state,
@@ -51,6 +56,7 @@ from msad.engine.training_state import (
     save_training_state,
     update_state_extra,
 )
+from msad.errors import Preempted, RecipeError
 from msad.plots import plot_curves
 from msad.serialization import atomic_write_text, save_weights
 
@@ -123,7 +129,7 @@ class Trainer:
     # ------------------------------------------------------------------ setup
     def setup(self) -> None:
         """Place modules, build optimizer/EMA/scaler, restore a saved state, wrap in DDP, open the logs."""
-        self.rank, self.world_size = du.get_rank(), du.get_world_size()
+        self.rank, self.world_size = comm.get_rank(), comm.get_world_size()
         self.device = du.resolve_device(self.run.device)
         if self.solver.amp == "fp16" and self.device.type != "cuda":
             raise RecipeError("solver.amp = 'fp16' needs CUDA; use 'bf16' or 'off' on the CPU")
@@ -196,7 +202,7 @@ class Trainer:
         decision: tuple[bool, str | None] = (False, None)
         if self.rank == 0:
             decision = self._output_decision()
-        resuming, error = du.broadcast_object(decision)
+        resuming, error = comm.broadcast_object(decision)
         if error:
             raise RunExistsError(error)
         return resuming
@@ -209,10 +215,10 @@ class Trainer:
         :func:`restart_starts_over`).
         """
         resume, force = self.resume, self.force
-        restart = du.restart_count()
+        restart = restart_count()
         if restart:
             resume, force = True, restart_starts_over(self.output, self.files.get("recipe.json"))
-            self._say(f"restart {restart} of at most {du.max_restarts()} after a failed rank: continuing {self.output}")
+            self._say(f"restart {restart} of at most {max_restarts()} after a failed rank: continuing {self.output}")
         resuming, error, self._created_output = decide_output(self.output, resume=resume, force=force, say=self._say)
         return resuming, error
 
@@ -242,7 +248,7 @@ class Trainer:
                     self.evaluate(self.start_iter)
                 else:
                     self._train()
-                du.barrier()
+                comm.barrier()
         except BaseException:
             self._forget_failed_start()
             raise
@@ -344,7 +350,7 @@ class Trainer:
         """
         if not pending:
             return
-        host = du.all_reduce_mean(torch.cat([values for *_, values in pending])).tolist()
+        host = comm.all_reduce_mean(torch.cat([values for *_, values in pending])).tolist()
         offset = 0
         for iteration, lr, names, values in pending:
             row, offset = host[offset: offset + len(values)], offset + len(values)
@@ -370,13 +376,13 @@ class Trainer:
     def evaluate(self, done: int) -> dict[str, float]:
         """Evaluate on every rank, keep rank 0's metrics, update the best checkpoint."""
         model = self.eval_model()
-        du.broadcast_buffers(model)  # per-GPU BN statistics: every shard is evaluated with rank 0's, the saved ones
+        comm.broadcast_buffers(model)  # per-GPU BN statistics: every shard is evaluated with rank 0's, the saved ones
         was_training = model.training
         model.eval()
         with torch.no_grad(), self.progress.paused():  # the evaluation shows its own progress
             metrics = self.task.evaluate(model)
         model.train(was_training)
-        metrics = du.broadcast_object(dict(metrics))
+        metrics = comm.broadcast_object(dict(metrics))
         self.final_metrics = metrics
         if self.rank != 0:
             return metrics
@@ -394,7 +400,7 @@ class Trainer:
 
     def checkpoint(self, done: int) -> None:
         """Write ``model_{done}`` (periodic), ``last`` and the training state; every rank must call it (RNG)."""
-        rng = du.all_gather_object(capture_rng_state())
+        rng = comm.all_gather_object(capture_rng_state())
         self._clock.reset()
         if self.rank != 0:
             return
@@ -468,7 +474,7 @@ class Trainer:
 
     def _say(self, text: str) -> None:
         """A one-line message from rank 0."""
-        if du.get_rank() == 0:
+        if comm.get_rank() == 0:
             self.echo(text)
 
 

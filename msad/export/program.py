@@ -23,8 +23,8 @@ import torch
 from torch import Tensor
 from torch.export import Dim, ExportedProgram
 
-from msad.export.deploy import DeployModel, DeploySpec, ExportError
 from msad.errors import UsageError
+from msad.export.deploy import DeployModel, DeploySpec, ExportError
 from msad.serialization import atomic_write
 
 __all__ = [

@@ -13,7 +13,6 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from msad.models.resolution_bn import ResolutionBatchNorm
 from msad.models.backbones.slimmable_resnet import (
     Bottleneck,
     FrozenBatchNorm2d,
@@ -21,6 +20,7 @@ from msad.models.backbones.slimmable_resnet import (
     Stem,
     slice_to_width,
 )
+from msad.models.resolution_bn import ResolutionBatchNorm
 
 __all__ = ["fold_batchnorm", "has_batchnorm"]
 

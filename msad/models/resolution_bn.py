@@ -77,7 +77,7 @@ def use_resolution(module: nn.Module, resolution: str) -> Iterator[None]:
     try:
         yield
     finally:
-        for m, active in zip(norms, previous):
+        for m, active in zip(norms, previous, strict=True):
             m.active = active
 
 

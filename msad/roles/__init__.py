@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from msad.roles.role import FRAMES, DeployFrame, Role, TaskParts
 from msad.roles.baseline import Baseline
+from msad.roles.role import FRAMES, DeployFrame, Role, TaskParts
 from msad.roles.student import Student
 from msad.roles.teacher import Teacher, TeacherBranch
 

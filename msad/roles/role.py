@@ -20,7 +20,12 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from torch import Tensor, nn
 
 from msad.build import (
-    build_criterion, build_evaluator, build_postprocess, build_val_dataset, check_frozen_backbone, collator,
+    build_criterion,
+    build_evaluator,
+    build_postprocess,
+    build_val_dataset,
+    check_frozen_backbone,
+    collator,
 )
 from msad.comm import get_rank, get_world_size
 from msad.levels import HEAD_LEVELS, LevelPairing, level_stride

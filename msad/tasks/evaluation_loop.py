@@ -6,10 +6,10 @@ from collections.abc import Callable
 
 from torch import Tensor
 
-from msad.data.collate import padded_size
-from msad.data.loaders import build_test_loader
 from msad.comm import get_rank, get_world_size
 from msad.console import LoopProgress
+from msad.data.collate import padded_size
+from msad.data.loaders import build_test_loader
 from msad.evaluation.coco_eval import CocoEvaluator
 from msad.structures import Detections
 

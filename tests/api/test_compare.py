@@ -12,6 +12,7 @@ from msad.api.compare import compare
 from msad.cli.main import main
 from msad.errors import UsageError
 
+
 @pytest.fixture(scope="module")
 def rows(trained_baseline: api.TrainResult, trained_student: api.TrainResult, trained_teacher: api.TrainResult,
          tmp_path_factory: pytest.TempPathFactory):

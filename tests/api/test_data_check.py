@@ -10,6 +10,7 @@ import pytest
 from msad import api
 from msad.data import DatasetError
 
+
 def test_clean_synthetic_data_has_no_problem_and_is_counted(synth_dataset: Path, tiny_recipe_for) -> None:
     report = api.check_data(tiny_recipe_for(synth_dataset), workers=4)
     assert report.problems == [] and report.counts == {}

@@ -20,8 +20,8 @@ from safetensors.torch import load_file
 
 from msad import api
 from msad.config import Recipe, load_recipe
-from msad.errors import DataError, Interrupted, RecipeError, ResourceError, RunStateError, UsageError
 from msad.engine.trainer import Trainer
+from msad.errors import DataError, Interrupted, RecipeError, ResourceError, RunStateError, UsageError
 
 TINY_RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "tiny.toml"
 SHORT = ["solver.iters=2", "solver.steps=[]", "run.log_period=1"]

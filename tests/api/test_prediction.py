@@ -119,7 +119,7 @@ def test_draw_threshold_hides_boxes_from_the_drawings_only(trained_baseline: api
     assert result.skipped == [image_dir / "notes.txt"]  # counted, not silently dropped
     shown = api.predict(trained_baseline.weights, [image_dir], tmp_path / "shown", score_threshold=0.0, device="cpu")
     by_stem = {p.stem: p for p in image_dir.iterdir() if p.suffix != ".txt"}
-    for hidden, drawn in zip(sorted(result.images), sorted(shown.images), strict=True):
+    for hidden, _ in zip(sorted(result.images), sorted(shown.images), strict=True):
         original = read_image(by_stem[hidden.stem]).permute(1, 2, 0).numpy()
         assert np.array_equal(np.asarray(Image.open(hidden).convert("RGB")), original)
     assert any(not np.array_equal(np.asarray(Image.open(p).convert("RGB")), read_image(by_stem[p.stem]).permute(1, 2, 0).numpy())

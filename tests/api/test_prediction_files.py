@@ -8,7 +8,12 @@ from pathlib import Path, PurePosixPath
 import pytest
 
 from msad.api.prediction_files import (
-    check_output_dir, coco_ids, drawing_names, find_images, relative_names, search_images,
+    check_output_dir,
+    coco_ids,
+    drawing_names,
+    find_images,
+    relative_names,
+    search_images,
 )
 from msad.errors import DataError, RunStateError, UsageError
 

@@ -13,9 +13,9 @@ import torch
 from msad import api
 from msad.api.training import build_task
 from msad.build import build_distill_loss, build_train_dataset
-from msad.roles import get_role
 from msad.config import Recipe
 from msad.errors import CheckpointError, UsageError
+from msad.roles import get_role
 from msad.tasks.detection import DetectionTask
 from msad.tasks.student import StudentTask
 

@@ -11,9 +11,9 @@ import contextlib
 import hashlib
 import io
 import json
-import re
 import math
 import os
+import re
 import shutil
 import stat
 from pathlib import Path
@@ -252,7 +252,10 @@ def truncated_weights(trained_teacher: api.TrainResult, tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("command", ["eval", "distill", "predict"])
-def test_truncated_weights(command: str, truncated_weights: Path, tiny_recipe_file: Path, synth_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_truncated_weights(
+    command: str, truncated_weights: Path, tiny_recipe_file: Path, synth_dataset: Path, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     out = tmp_path / "out"
     argv = {
         "eval": ["eval", tiny_recipe_file, "-w", truncated_weights],
@@ -311,7 +314,10 @@ def test_distill_on_training_data_with_other_classes(
 
 
 @pytest.mark.parametrize("command", ["train", "eval"])
-def test_an_empty_dataset(command: str, trained_baseline: api.TrainResult, tiny_recipe_file: Path, synth_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_an_empty_dataset(
+    command: str, trained_baseline: api.TrainResult, tiny_recipe_file: Path, synth_dataset: Path, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str]
+) -> None:
     empty = _rewrite_json(synth_dataset / "annotations" / "val.json", tmp_path / "empty.json", lambda d: d.update(images=[], annotations=[]))
     out = tmp_path / "run"
     argv = {
@@ -339,7 +345,10 @@ def test_data_synth_never_overwrites_without_force(tmp_path: Path, capsys: pytes
 # -- eval and predict ---------------------------------------------------------------------------------------------
 
 
-def test_eval_json_matches_the_api(trained_student: api.TrainResult, tiny_recipe: Recipe, tiny_recipe_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_eval_json_matches_the_api(
+    trained_student: api.TrainResult, tiny_recipe: Recipe, tiny_recipe_file: Path, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     out_json = tmp_path / "metrics.json"
     code, out, err = run(["eval", tiny_recipe_file, "-w", trained_student.weights, "--json", out_json], capsys)
     assert code == 0, err
@@ -352,7 +361,10 @@ def test_eval_json_matches_the_api(trained_student: api.TrainResult, tiny_recipe
         assert (math.isnan(value) and written["metrics"][key] is None) or written["metrics"][key] == value, key  # NaN -> null
 
 
-def test_eval_backend_option_gives_the_reference_metrics(trained_student: api.TrainResult, tiny_recipe: Recipe, tiny_recipe_file: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_eval_backend_option_gives_the_reference_metrics(
+    trained_student: api.TrainResult, tiny_recipe: Recipe, tiny_recipe_file: Path, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     pytest.importorskip("faster_coco_eval")
     out_json = tmp_path / "metrics.json"
     code, out, err = run(["eval", tiny_recipe_file, "-w", trained_student.weights, "--eval-backend", "faster_coco_eval",
@@ -406,7 +418,9 @@ def test_predict_takes_quoted_globs_and_searches_folders_recursively(
     assert not Path("out3").exists()
 
 
-def test_predict_on_one_image_says_image_and_shows_its_progress(trained_student: api.TrainResult, synth_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_predict_on_one_image_says_image_and_shows_its_progress(
+    trained_student: api.TrainResult, synth_dataset: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     image = sorted((synth_dataset / "val").iterdir())[0]
     code, stdout, err = run(["predict", image, "-w", trained_student.weights, "-o", tmp_path / "pred", "--device", "cpu"], capsys)
     assert code == 0, err
@@ -482,7 +496,7 @@ def test_predict_with_annotations_is_a_coco_results_file_and_hr_input_matches_ev
     for image_id in gt.getImgIds():
         mine = sorted((a["category_id"], a["score"]) for a in predicted.loadAnns(predicted.getAnnIds(imgIds=image_id)))
         theirs = sorted((a["category_id"], a["score"]) for a in evaluated.loadAnns(evaluated.getAnnIds(imgIds=image_id)))
-        assert len(mine) == len(theirs) and all(m[0] == t[0] and m[1] == pytest.approx(t[1], abs=1e-5) for m, t in zip(mine, theirs))
+        assert len(mine) == len(theirs) and all(m[0] == t[0] and m[1] == pytest.approx(t[1], abs=1e-5) for m, t in zip(mine, theirs, strict=True))
     fewer = _rewrite_json(annotations, tmp_path / "fewer.json", lambda d: d.update(images=d["images"][1:]))
     fails(["predict", synth_dataset / "val", "-w", trained_student.weights, "-o", tmp_path / "x", "--annotations", fewer],
           capsys, 1, "fewer.json", "1 of 8 images are not in")

@@ -17,7 +17,6 @@ import torch.nn.functional as F
 
 from msad.api.convert import convert_detectron2
 from msad.checkpoint import load_model, read_checkpoint
-from msad.roles import build_model
 from msad.config import load_recipe
 from msad.convert.detectron2 import (
     convert_detectron2_state,
@@ -26,6 +25,7 @@ from msad.convert.detectron2 import (
     load_detectron2_checkpoint,
 )
 from msad.errors import CheckpointError
+from msad.roles import build_model
 
 ROOT = Path(__file__).resolve().parents[2]
 NUM_CLASSES = 3

@@ -12,8 +12,8 @@ import pytest
 import torch
 from PIL import Image
 
-from msad.data.coco import CocoDetection, DatasetError, check_category_compat
 from msad.data import transforms as transforms_module
+from msad.data.coco import CocoDetection, DatasetError, check_category_compat
 from msad.data.transforms import build_transforms
 
 CATEGORIES = [{"id": 7, "name": "triangle"}, {"id": 1, "name": "circle"}, {"id": 3, "name": "square"}]

@@ -101,7 +101,7 @@ def test_training_set_keeps_no_json_nor_pycocotools_object(tmp_path: Path) -> No
     assert COCO not in kinds
     train = _dataset(tmp_path, _generated(10), train=True)
     with pytest.raises(AttributeError, match="train=False"):
-        train.coco
+        _ = train.coco
     evaluation = _dataset(tmp_path, _generated(10), train=False)
     assert isinstance(evaluation.coco, COCO) and len(evaluation.coco.getImgIds()) == 10  # what COCOeval reads
 

@@ -6,8 +6,8 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-import toytask
 import torch
+import toytask
 
 from msad.engine.trainer import Trainer
 

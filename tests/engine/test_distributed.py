@@ -2,8 +2,8 @@
 
 import pytest
 import torch
-
 import toytask
+
 from msad.comm import get_rank, get_world_size
 from msad.engine import launch
 from msad.engine.metrics import read_metrics
@@ -86,9 +86,9 @@ def test_sync_batchnorm_of_a_student_keeps_the_frozen_teacher_per_gpu(tmp_path):
     from pathlib import Path
 
     from msad.build import build_criterion, build_postprocess
-    from msad.roles import build_model
     from msad.config import load_recipe
     from msad.engine.distributed import sync_batchnorm
+    from msad.roles import build_model
     from msad.tasks.student import StudentTask
 
     recipe = load_recipe(Path(__file__).resolve().parents[2] / "recipes" / "tiny.toml", overrides=['data.val_annotations=""'])

@@ -6,8 +6,8 @@ import json
 
 import pytest
 import torch
-
 import toytask
+
 from msad.engine import launch
 from msad.engine.elastic import _rebuild
 from msad.errors import Preempted, UsageError

@@ -8,11 +8,11 @@ import pytest
 import torch
 from torch import nn
 
-from msad.roles import build_model
 from msad.config import load_recipe
 from msad.engine.inference import check_precision, inference_autocast, inference_model
 from msad.errors import UsageError
 from msad.models.fold import has_batchnorm
+from msad.roles import build_model
 
 TINY = Path(__file__).resolve().parents[2] / "recipes" / "tiny.toml"
 

@@ -7,8 +7,8 @@ import signal
 
 import pytest
 import torch
-
 import toytask
+
 from msad.engine.preemption import EXIT_SIGTERM, EXIT_SIGUSR1, StopSignals
 from msad.errors import Preempted
 

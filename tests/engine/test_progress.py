@@ -6,9 +6,9 @@ import io
 import re
 
 import pytest
+import toytask
 from rich.console import Console
 
-import toytask
 from msad.console import LiveLines
 from msad.engine import Trainer
 from msad.engine.metrics import read_metrics

@@ -21,10 +21,10 @@ import torch
 from msad import api
 from msad.api.training import build_task
 from msad.build import build_train_dataset, run_settings, solver_settings
-from msad.roles import get_role
 from msad.config import Recipe, load_recipe
 from msad.data import build_train_loader
 from msad.engine import Trainer
+from msad.roles import get_role
 from msad.structures import Batch, Target
 
 #: Tensor methods that hand a value (or a value-dependent shape) to the host, and ones that build a tensor from

@@ -14,9 +14,8 @@ from msad.engine.tensorboard import TENSORBOARD_HINT, TensorBoardWriter, require
 from msad.errors import MissingDependencyError
 
 pytest.importorskip("tensorboard", reason="the msad[tensorboard] extra is not installed")
-from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
-
 import toytask  # noqa: E402  (tests/engine is on sys.path)
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator  # noqa: E402
 
 
 def read_events(log_dir) -> EventAccumulator:

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 import torch
+import toytask
 from PIL import Image
 
-import toytask
 from msad.engine import RunExistsError, Trainer, TrainingDiverged
 from msad.engine.metrics import read_metrics
 from msad.errors import RecipeError

@@ -2,10 +2,10 @@
 
 import math
 
+import evalhelpers as h
 import pytest
 import torch
 
-import evalhelpers as h
 from msad.evaluation import METRIC_NAMES, CocoEvaluator
 from msad.structures import Detections
 

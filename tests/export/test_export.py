@@ -70,7 +70,7 @@ def test_exported_head_maps_equal_eager(role: str, exported) -> None:
 
 def _canonical(dets) -> tuple[torch.Tensor, torch.Tensor]:
     """Labels and boxes ordered by (label, box): near-tied scores of an untrained model may swap places."""
-    rows = sorted(zip(dets.labels.tolist(), dets.boxes.round(decimals=1).tolist(), range(len(dets.labels))))
+    rows = sorted(zip(dets.labels.tolist(), dets.boxes.round(decimals=1).tolist(), range(len(dets.labels)), strict=True))
     order = torch.tensor([i for *_, i in rows], dtype=torch.long)
     return dets.labels[order], dets.boxes[order]
 

@@ -17,8 +17,9 @@ from PIL import Image
 
 from msad.cli.main import main
 from msad.errors import UsageError
-from msad.export import DeploySpec, ExportError, ExportedDetector
+from msad.export import DeploySpec, ExportedDetector, ExportError
 from msad.export.program import SPEC_FILE, ProgramBackend, check_archive, save_program
+
 
 class _Payload:
     """Unpickling it creates the marker file (what an attacker's ``os.system`` would do)."""

@@ -35,7 +35,7 @@ def test_focal_loss_literal_formula():
     logits = [-2.0, 0.5, 3.0, 0.0]
     targets = [0.0, 1.0, 1.0, 0.0]
     expected = 0.0
-    for x, t in zip(logits, targets):
+    for x, t in zip(logits, targets, strict=True):
         p = 1 / (1 + math.exp(-x))
         if t == 1:
             expected += -0.25 * (1 - p) ** 2 * math.log(p)

@@ -11,8 +11,15 @@ import pytest
 from msad.errors import MsadError, PluginError, RecipeError, UsageError
 from msad.models.fcos_head import build_fcos_head
 from msad.models.fpn import build_fpn
-from msad.plugins import registry
-from msad.plugins import FRAMEWORK_ARGS, builder_options, get_builder, list_plugins, plugin_options, validate_options
+from msad.plugins import (
+    FRAMEWORK_ARGS,
+    builder_options,
+    get_builder,
+    list_plugins,
+    plugin_options,
+    registry,
+    validate_options,
+)
 
 BUILTINS = [
     ("msad.backbones", "slimmable_resnet"),

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from msad.api.prediction import Predictor
-from msad.checkpoint import detector_metadata, load_model, read_checkpoint
 from msad.build import build_train_dataset
+from msad.checkpoint import detector_metadata, load_model, read_checkpoint
 from msad.config import Recipe
 from msad.export import DeployModel, ExportedDetector, deploy_spec
 from msad.roles import ROLES, Role, get_role
@@ -90,7 +90,7 @@ def test_every_role_builds_trains_evaluates_predicts_and_exports_alike(
         got = exported(image)
         assert len(want.scores) > 0
         torch.testing.assert_close(got.scores.sort().values[-20:], want.scores.sort().values[-20:], atol=1e-4, rtol=0,
-                                   msg=lambda m: f"{name} on {frame} images: the exported graph differs from predict: {m}")
+                                   msg=lambda m, f=frame: f"{name} on {f} images: the exported graph differs from predict: {m}")
 
 
 def test_the_exported_student_on_hr_images_is_padded_as_evaluation_pads_it(recipe: Recipe) -> None:

@@ -60,7 +60,6 @@ def test_what_a_resume_must_keep_grows_with_the_stage() -> None:
 
 def test_the_cli_choices_name_the_roles_facts() -> None:
     from msad.cli import choices  # torch-free, so it declares the closed sets itself
-
     from msad.convert.detectron2 import DETECTRON2_ROLES
 
     assert sorted(get_args(choices.ConvertRole)) == sorted(DETECTRON2_ROLES) and set(DETECTRON2_ROLES) <= set(role_names())

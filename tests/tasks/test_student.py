@@ -11,8 +11,8 @@ import torch
 from msad import api
 from msad.api.training import build_task
 from msad.build import build_train_dataset
-from msad.roles import get_role
 from msad.config import Recipe
+from msad.roles import get_role
 from msad.tasks.student import StudentTask, kd_ramp
 
 

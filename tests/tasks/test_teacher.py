@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from msad.api.training import build_task
-from msad.roles import build_model
 from msad.config import load_recipe
 from msad.models.resolution_bn import ResolutionBatchNorm
+from msad.roles import build_model
 from msad.structures import Batch, Target
 
 TINY = Path(__file__).resolve().parents[2] / "recipes" / "tiny.toml"

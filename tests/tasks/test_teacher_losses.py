@@ -7,9 +7,9 @@ from pathlib import Path
 import torch
 
 from msad.api.training import build_task
-from msad.roles import build_model
 from msad.config import load_recipe
 from msad.ops.losses import FCOSCriterion
+from msad.roles import build_model
 from msad.structures import Batch, Target
 
 TINY = Path(__file__).resolve().parents[2] / "recipes" / "tiny.toml"

@@ -87,7 +87,7 @@ def _layout(depth: int, widths: Sequence[float]) -> Iterator[tuple[str, str, tup
     yield from conv("features.0.0", "stem.conv", 3, 64, 7)
     yield from bn("features.0.1", "stem.bn", 64)
     index, cin = 1, 64
-    for stage, (blocks, cout) in enumerate(zip(DEPTHS[depth], STAGE_CHANNELS)):
+    for stage, (blocks, cout) in enumerate(zip(DEPTHS[depth], STAGE_CHANNELS, strict=True)):
         mid = cout // 4
         for i in range(blocks):
             src, dst = f"features.{index}", f"{BACKBONE_LEVELS[stage]}.{i}"

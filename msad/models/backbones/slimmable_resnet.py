@@ -158,7 +158,7 @@ class _ResNetBase(nn.Module):
         self.out_features = tuple(out_features)
         channels = [channels_at(STEM_CHANNELS, w) for w in widths]
         self.stem = Stem(channels, conv, norm)
-        for stage, (blocks, full) in enumerate(zip(DEPTHS[depth], STAGE_CHANNELS)):
+        for stage, (blocks, full) in enumerate(zip(DEPTHS[depth], STAGE_CHANNELS, strict=True)):
             out = [channels_at(full, w) for w in widths]
             layers = []
             for i in range(blocks):

@@ -40,7 +40,7 @@ class TimmBackbone(nn.Module):
     def forward(self, x: Tensor) -> dict[str, Tensor]:
         """Run the timm model and name the stride 4/8/16/32 maps."""
         feats = self.model(x)
-        return {info.name: feats[pos] for pos, info in zip(self._positions, self.feature_info)}
+        return {info.name: feats[pos] for pos, info in zip(self._positions, self.feature_info, strict=True)}
 
 
 def _read_state_dict(path: Path) -> dict[str, Tensor]:
@@ -111,7 +111,7 @@ def build_timm_backbone(
     model = timm.create_model(model_name, pretrained=False, features_only=True, **kwargs)
     positions: list[int] = []
     infos: list[FeatureInfo] = []
-    for pos, (reduction, channels) in enumerate(zip(model.feature_info.reduction(), model.feature_info.channels())):
+    for pos, (reduction, channels) in enumerate(zip(model.feature_info.reduction(), model.feature_info.channels(), strict=True)):
         if reduction in _NEEDED_STRIDES:
             info = FeatureInfo(f"res{int(math.log2(reduction))}", int(channels), int(reduction))
             if infos and infos[-1].stride == reduction:  # several maps at one stride: keep the deepest

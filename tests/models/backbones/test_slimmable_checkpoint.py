@@ -8,7 +8,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from msad.serialization import load_weights
 from msad.models.backbones.slimmable_checkpoint import (
     CheckpointFormatError,
     convert_slimmable_state_dict,
@@ -17,6 +16,7 @@ from msad.models.backbones.slimmable_checkpoint import (
     save_backbone,
 )
 from msad.models.backbones.slimmable_resnet import SlimmableResNet, build_slimmable_resnet
+from msad.serialization import load_weights
 
 WIDTH_MULT_LIST = [0.25, 0.5, 0.75, 1.0]
 
@@ -150,7 +150,7 @@ def test_msad_matches_reference_at_every_width(reference):
             expected = ref.stages(x)
             got = model(x)
         assert list(got) == ["res2", "res3", "res4", "res5"]
-        for name, exp in zip(got, expected):
+        for name, exp in zip(got, expected, strict=True):
             assert got[name].shape == exp.shape
             assert exp.abs().mean() > 0.05  # activations are not vanishing, so atol 1e-5 is a real check
             torch.testing.assert_close(got[name], exp, atol=1e-5, rtol=1e-5)
@@ -168,7 +168,7 @@ def test_single_width_backbone_is_narrowed_from_the_public_checkpoint(reference)
         with torch.no_grad():
             expected = ref.stages(x)
             got = model(x)
-        for name, exp in zip(got, expected):
+        for name, exp in zip(got, expected, strict=True):
             torch.testing.assert_close(got[name], exp, atol=1e-5, rtol=1e-5)
     _set_ref_width(ref, 1.0)
 

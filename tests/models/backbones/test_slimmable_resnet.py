@@ -102,7 +102,7 @@ def test_switchable_bn_is_private_per_width(r50: SlimmableResNet) -> None:
         half_after = r50(x)["res5"]
         r50.set_width(1.0)
         full_after = r50(x)["res5"]
-        for m, (mean, var) in zip(bns, saved):
+        for m, (mean, var) in zip(bns, saved, strict=True):
             m.bns[1].running_mean.copy_(mean)
             m.bns[1].running_var.copy_(var)
     torch.testing.assert_close(full_after, full_before, atol=0, rtol=0)
