@@ -14,6 +14,7 @@ from torch import Tensor, nn
 import msad
 from msad.build import model_width
 from msad.config import PluginSpec, Recipe, recipe_from_dict
+from msad.config.recipe import PLUGIN_TABLES
 from msad.errors import CheckpointError, RecipeError
 from msad.plugins import declared_options
 from msad.roles import ROLES, get_role
@@ -107,8 +108,8 @@ def check_compatible(ckpt: Checkpoint, recipe: Recipe) -> None:
         raise CheckpointError(f"{ckpt.path}: teacher.k is {ckpt.recipe.teacher.k}, the recipe asks for {recipe.teacher.k}")
 
 
-#: The model's plugin tables and their entry-point groups.
-_PARTS = {"backbone": "msad.backbones", "neck": "msad.necks", "head": "msad.heads"}
+#: The model's plugin tables and their entry-point groups (the ``[model.*]`` rows of the recipe's plugin tables).
+_PARTS = {part: group for (table, part), group in PLUGIN_TABLES.items() if table == "model"}
 
 
 def _architecture(group: str, spec: PluginSpec) -> dict:

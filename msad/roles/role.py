@@ -14,7 +14,7 @@ already a student's low-resolution input (the ×1/k copy of an HR image).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from torch import Tensor, nn
@@ -54,11 +54,8 @@ class TaskParts:
     previewer: Any
 
     def kwargs(self) -> dict[str, Any]:
-        """As keyword arguments of :class:`~msad.tasks.detection.DetectionTask`."""
-        return {
-            "criterion": self.criterion, "postprocess": self.postprocess, "evaluator": self.evaluator,
-            "metadata": self.metadata, "previewer": self.previewer,
-        }
+        """As keyword arguments of :class:`~msad.tasks.detection.DetectionTask` (its parameters of the same names)."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 @dataclass(frozen=True)
@@ -199,27 +196,21 @@ class Role:
         raise NotImplementedError
 
     def _parts(self, recipe: Recipe, label_space, metadata, train_set, val_batch_size) -> TaskParts:
-        num_classes = len(label_space)
+        """The shared parts; the validation set (when the recipe has one) is read once, for the COCO evaluator and
+        for the TensorBoard previewer (rank 0, only with ``run.tensorboard``)."""
+        val_set = None
+        if recipe.data.val_annotations:
+            val_set = build_val_dataset(recipe, label_space=label_space, train=train_set)
+        evaluator = previewer = None
+        if val_set is not None:
+            per_rank = val_batch_size or max(1, recipe.solver_for(self.stage).batch_size // get_world_size())
+            evaluator = build_evaluator(recipe, val_set, collate=self.collator(recipe), batch_size=per_rank)
+            if recipe.run.tensorboard and get_rank() == 0:
+                previewer = make_previewer(val_set, collate=self.collator(recipe))
         return TaskParts(
-            criterion=build_criterion(recipe, num_classes=num_classes), postprocess=build_postprocess(recipe),
-            evaluator=self._evaluator(recipe, label_space, train_set, val_batch_size), metadata=metadata,
-            previewer=self._previewer(recipe, label_space, train_set),
+            criterion=build_criterion(recipe, num_classes=len(label_space)), postprocess=build_postprocess(recipe),
+            evaluator=evaluator, metadata=metadata, previewer=previewer,
         )
-
-    def _evaluator(self, recipe: Recipe, label_space, train_set, batch_size: int | None):
-        """The COCO evaluator on the recipe's validation set (``None`` when the recipe has none)."""
-        if not recipe.data.val_annotations:
-            return None
-        dataset = build_val_dataset(recipe, label_space=label_space, train=train_set)
-        per_rank = batch_size or max(1, recipe.solver_for(self.stage).batch_size // get_world_size())
-        return build_evaluator(recipe, dataset, collate=self.collator(recipe), batch_size=per_rank)
-
-    def _previewer(self, recipe: Recipe, label_space, train_set):
-        """Predictions drawn on the first validation images for TensorBoard (``None`` unless ``run.tensorboard``)."""
-        if not (recipe.run.tensorboard and recipe.data.val_annotations and get_rank() == 0):
-            return None
-        dataset = build_val_dataset(recipe, label_space=label_space, train=train_set)
-        return make_previewer(dataset, collate=self.collator(recipe))
 
     # -- export ------------------------------------------------------------------------------------------------
 
